@@ -1,0 +1,217 @@
+"""The engine behind ``fastcalc bench``: time every kernel on every backend and peer.
+
+A kernel family contributes *cases*: one callable per (kernel, dtype, size,
+implementation).  Every case of one row group (same kernel, dtype and size)
+is timed in the same run, so the ratios between them are what the machine
+did side by side.  Times are medians over repetitions; each repetition runs
+the case enough times to last at least ``min_time`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fastcalc import _dispatch
+
+__all__ = ["Case", "Result", "activation_cases", "format_table", "run"]
+
+REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
+COPY = "memory copy"  # np.copyto of the same bytes: the limit of an elementwise kernel
+
+
+@dataclass
+class Case:
+    """One timed call: ``function()`` computes ``kernel`` for one group."""
+
+    kernel: str
+    dtype: str
+    size: int
+    implementation: str
+    function: Callable[[], object]
+    bytes_moved: int  # bytes read + written by one call
+    note: str = ""
+
+
+@dataclass
+class Result:
+    kernel: str
+    dtype: str
+    size: int
+    implementation: str
+    median_s: float
+    repetitions: int
+    calls_per_repetition: int
+    bytes_moved: int
+    note: str = ""
+    speedup_vs_reference: float | None = None
+    copy_ratio: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.bytes_moved / self.median_s / 1e9 if self.median_s > 0 else float("inf")
+
+
+def _peer_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _peer_expit():
+    try:
+        from scipy.special import expit
+    except ImportError:
+        return None
+    return expit
+
+
+def activation_cases(
+    sizes: Iterable[int], dtypes: Iterable[str], kernels: Iterable[str], seed: int = 0
+) -> list[Case]:
+    """Cases for sigmoid and sigmoid_derivative on every backend and peer.
+
+    Every implementation writes into a preallocated output where it can
+    (``out=``), so the table measures the kernels, not the operating
+    system's page faults on fresh memory; numpy's naive formula is timed as
+    written, allocating its temporaries.  ``fastcalc auto`` and
+    ``torch.sigmoid`` are also timed allocating their result, as a plain
+    ``sigmoid(x)`` call does.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for dtype in dtypes:
+        for size in sizes:
+            x = rng.standard_normal(size).astype(dtype) * 4
+            for kernel in kernels:
+                cases += _activation_group(kernel, x)
+    return cases
+
+
+def _activation_group(kernel: str, x: np.ndarray) -> list[Case]:
+    import fastcalc
+
+    torch, expit = _peer_torch(), _peer_expit()
+    public = getattr(fastcalc, kernel)
+    out = np.empty_like(x)
+    implementations = {
+        f"fastcalc {backend}": (lambda b=backend: public(x, out, backend=b), "")
+        for backend in fastcalc.available_backends()
+    }
+    implementations["fastcalc auto, allocating"] = (lambda: public(x), "allocates")
+    implementations[COPY] = (lambda: np.copyto(out, x), "")
+    if kernel == "sigmoid":
+        implementations["numpy 1/(1+exp(-x))"] = (lambda: 1 / (1 + np.exp(-x)), "allocates")
+        if expit is not None:
+            implementations["scipy.special.expit"] = (lambda: expit(x, out=out), "")
+    else:
+        implementations["numpy s*(1-s)"] = (lambda: _naive_derivative(x), "allocates")
+    if torch is not None:
+        tx, tout = torch.from_numpy(x), torch.from_numpy(out)
+        implementations["torch.sigmoid"] = (lambda: torch.sigmoid(tx, out=tout), "")
+        implementations["torch.sigmoid, allocating"] = (lambda: torch.sigmoid(tx), "allocates")
+    return [
+        Case(kernel, str(x.dtype), x.size, name, function, 2 * x.nbytes, note)
+        for name, (function, note) in implementations.items()
+    ]
+
+
+def _naive_derivative(x):
+    s = 1 / (1 + np.exp(-x))
+    return s * (1 - s)
+
+
+def _time_case(case: Case, repeat: int, min_time: float) -> Result:
+    function = case.function
+    function()  # warm up: compiles Numba code, faults in pages
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or calls >= 1 << 20:
+            break
+        calls *= 2 if elapsed <= 0 else max(2, min(10, int(min_time / elapsed) + 1))
+    samples = [elapsed / calls]
+    for _ in range(repeat - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        samples.append((time.perf_counter() - start) / calls)
+    return Result(
+        case.kernel, case.dtype, case.size, case.implementation, float(np.median(samples)),
+        repeat, calls, case.bytes_moved, case.note,
+    )
+
+
+def run(
+    cases: Sequence[Case],
+    repeat: int = 7,
+    min_time: float = 0.01,
+    progress: Callable[[int, int, Case], None] | None = None,
+) -> list[Result]:
+    """Time ``cases`` and fill in speed-ups and copy ratios per group."""
+    import warnings
+
+    torch = _peer_torch()
+    if torch is not None:
+        torch.set_num_threads(_dispatch.get_num_threads())
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the naive peers overflow
+        for index, case in enumerate(cases):
+            if progress is not None:
+                progress(index, len(cases), case)
+            results.append(_time_case(case, repeat, min_time))
+    groups: dict[tuple, list[Result]] = {}
+    for result in results:
+        groups.setdefault((result.kernel, result.dtype, result.size), []).append(result)
+    for group in groups.values():
+        by_name = {result.implementation: result for result in group}
+        reference, copy = by_name.get(REFERENCE), by_name.get(COPY)
+        for result in group:
+            if reference is not None:
+                result.speedup_vs_reference = reference.median_s / result.median_s
+            if copy is not None:
+                result.copy_ratio = result.median_s / copy.median_s
+    return results
+
+
+def _format_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """A Markdown table: one row per result, grouped as they were timed."""
+    header = ("kernel", "dtype", "N", "implementation", "median", "vs numpy ref",
+              "GB/s", "time / copy", "note")
+    rows = [header, tuple("---" for _ in header)]
+    for r in results:
+        rows.append((
+            r.kernel, r.dtype, f"{r.size:,}", r.implementation, _format_time(r.median_s),
+            "" if r.speedup_vs_reference is None else f"{r.speedup_vs_reference:.2f}x",
+            f"{r.gb_per_s:.1f}",
+            "" if r.copy_ratio is None else f"{r.copy_ratio:.2f}",
+            r.note,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def as_records(results: Sequence[Result]) -> list[dict]:
+    """JSON-ready dictionaries, with GB/s included."""
+    return [{**asdict(r), "gb_per_s": r.gb_per_s} for r in results]

@@ -1,0 +1,263 @@
+"""Backend registry, backend selection and thread control.
+
+A kernel family (``"activations"``, ...) has one module per backend with the
+same kernel names and signatures:
+
+- ``"numpy"``: :mod:`fastcalc.reference.<family>`, always available;
+- ``"numba"``: :mod:`fastcalc._numba.<family>`, when Numba imports;
+- ``"cython"``: the compiled ``fastcalc._cython.<family>_<isa>``, when the
+  extensions were built (the best instruction set for this CPU is loaded).
+
+``"auto"`` picks, per kernel, the first available backend of the order the
+public module declares (from the benchmarks).  Backends are imported lazily,
+on first use, so ``import fastcalc`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import threading
+from collections.abc import Iterator
+
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "get_num_threads",
+    "kernel",
+    "kernel_threads",
+    "set_backend",
+    "set_num_threads",
+    "use_backend",
+]
+
+BACKENDS = ("numpy", "numba", "cython")
+_NAMES = (*BACKENDS, "auto")
+
+_default_backend = "auto"
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "fastcalc_backend", default=None
+)
+_lock = threading.Lock()
+_modules: dict[tuple[str, str], object] = {}
+_unavailable: dict[str, str] = {}
+_kernels: dict[tuple[str, str, str], object] = {}
+
+
+def _check_name(name: object, *, allow_auto: bool = True) -> str:
+    valid = _NAMES if allow_auto else BACKENDS
+    if not isinstance(name, str) or name not in valid:
+        raise ValueError(f"unknown backend {name!r}; valid names are {', '.join(map(repr, valid))}")
+    return name
+
+
+def set_backend(name: str) -> None:
+    """Set the default backend of every kernel for the whole process.
+
+    Parameters
+    ----------
+    name : {"auto", "numpy", "numba", "cython"}
+        ``"auto"`` (the initial default) picks the fastest available backend
+        per kernel.  :func:`use_backend` and the ``backend=`` keyword of each
+        kernel take precedence.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a backend name.
+    RuntimeError
+        If the backend is not available here (the message says why).
+
+    Examples
+    --------
+    >>> import fastcalc
+    >>> fastcalc.set_backend("numpy")
+    >>> fastcalc.get_backend()
+    'numpy'
+    >>> fastcalc.set_backend("auto")
+    """
+    global _default_backend
+    _require_available(_check_name(name))
+    _default_backend = name
+
+
+def get_backend() -> str:
+    """The backend kernels use when called without ``backend=``.
+
+    That is the innermost :func:`use_backend` of the calling thread or task,
+    else the process default of :func:`set_backend` (initially ``"auto"``).
+    """
+    return _context_backend.get() or _default_backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Use ``name`` as the backend inside a ``with`` block.
+
+    The choice is local to the calling thread and asyncio task (it is a
+    :mod:`contextvars` variable): other threads keep their own backend.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcalc
+    >>> with fastcalc.use_backend("numpy"):
+    ...     fastcalc.sigmoid(np.zeros(2))
+    array([0.5, 0.5])
+    """
+    _require_available(_check_name(name))
+    token = _context_backend.set(name)
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def _import_backend(backend: str, family: str):
+    if backend == "numpy":
+        return importlib.import_module(f"fastcalc.reference.{family}")
+    if backend == "numba":
+        return importlib.import_module(f"fastcalc._numba.{family}")
+    from fastcalc import _cython
+
+    return _cython.load(family)
+
+
+def _module(backend: str, family: str):
+    """The module of ``backend`` for ``family``; raises RuntimeError if unavailable."""
+    key = (backend, family)
+    module = _modules.get(key)
+    if module is not None:
+        return module
+    if backend in _unavailable:
+        raise RuntimeError(f"backend {backend!r} is not available: {_unavailable[backend]}")
+    with _lock:
+        try:
+            module = _import_backend(backend, family)
+        except ImportError as error:
+            _unavailable[backend] = _explain(backend, error)
+            raise RuntimeError(
+                f"backend {backend!r} is not available: {_unavailable[backend]}"
+            ) from error
+        _modules[key] = module
+    return module
+
+
+def _explain(backend: str, error: ImportError) -> str:
+    if backend == "numba":
+        return f"Numba cannot be imported ({error}); install it with `pip install numba`"
+    return str(error)
+
+
+def _require_available(name: str) -> None:
+    if name != "auto":
+        _module(name, "activations")
+
+
+def backend_status() -> dict[str, str | None]:
+    """For each backend, ``None`` if usable here, else the reason it is not."""
+    status: dict[str, str | None] = {}
+    for backend in BACKENDS:
+        try:
+            _module(backend, "activations")
+            status[backend] = None
+        except RuntimeError:
+            status[backend] = _unavailable[backend]
+    return status
+
+
+def available_backends() -> list[str]:
+    """The backend names usable in this installation, ``"auto"`` included.
+
+    Examples
+    --------
+    >>> import fastcalc
+    >>> "numpy" in fastcalc.available_backends()
+    True
+    """
+    return [name for name, reason in backend_status().items() if reason is None] + ["auto"]
+
+
+def kernel(family: str, name: str, backend: str | None, auto_order: tuple[str, ...]):
+    """The kernel ``name`` of ``family`` for ``backend`` (None: the current one).
+
+    ``auto_order`` lists the backends in the order ``"auto"`` tries them; the
+    first that is available is used, so a missing backend never is an error
+    under ``"auto"``.
+    """
+    backend = get_backend() if backend is None else backend
+    key = (family, name, backend)
+    found = _kernels.get(key)
+    if found is not None:
+        return found
+    if backend == "auto":
+        for candidate in auto_order:
+            try:
+                found = getattr(_module(candidate, family), name)
+                break
+            except RuntimeError:
+                continue
+    else:
+        found = getattr(_module(_check_name(backend), family), name)
+    _kernels[key] = found
+    return found
+
+
+def _default_num_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_num_threads()
+_threads_used = False
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the parallel kernels (Numba and OpenMP) use.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.  The default is every core this process may run on.
+        Numba cannot start more threads than ``NUMBA_NUM_THREADS`` (its
+        default: the number of cores); larger values are capped there.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an integer >= 1.
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """How many threads the parallel kernels use (see :func:`set_num_threads`)."""
+    return _num_threads
+
+
+def kernel_threads() -> int:
+    """The thread count to hand a kernel now; records that threads may start."""
+    global _threads_used
+    _threads_used = True
+    return _num_threads
+
+
+def _after_fork_in_child() -> None:
+    # GNU OpenMP cannot start threads in a process forked from one that already
+    # used its thread pool (Numba's omp layer terminates the child).  Like
+    # PyTorch, a forked child of such a process runs the kernels on one thread.
+    global _num_threads
+    if _threads_used:
+        _num_threads = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

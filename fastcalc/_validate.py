@@ -1,0 +1,117 @@
+"""Shared argument checks: dtype rules, shapes, ``out=``, memory layouts.
+
+Public functions validate here once and hand kernels clean arrays:
+contiguous, native byte order, one floating dtype.  Kernels never re-check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Elementwise", "compute_dtype", "elementwise", "finish"]
+
+_FLOAT16 = np.dtype(np.float16)
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+def compute_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, np.dtype]:
+    """``(computed in, returned as)`` for an input of ``dtype``.
+
+    float32 and float64 are kept; float16 is computed in float32 and returned
+    as float16; bool and integers give float64.  Anything else is a TypeError
+    naming the argument.
+    """
+    kind = dtype.kind
+    if kind == "f":
+        native = dtype.newbyteorder("=")
+        if native in (_FLOAT32, _FLOAT64):
+            return native, native
+        if native == _FLOAT16:
+            return _FLOAT32, _FLOAT16
+        raise TypeError(
+            f"{name} has dtype {dtype}, which fastcalc does not compute in; "
+            "convert it to float64 or float32"
+        )
+    if kind in "biu":
+        return _FLOAT64, _FLOAT64
+    raise TypeError(
+        f"{name} must be a real floating, integer or bool array, got dtype {dtype}"
+    )
+
+
+# What :func:`elementwise` returns: ``(source, target, result, copy_back,
+# scalar)``.  ``source`` and ``target`` are 1-D, contiguous, native, of the
+# compute dtype; ``target is source`` means in place.  After the kernel ran,
+# :func:`finish` copies ``target`` into ``result`` if it is a separate buffer
+# (``copy_back`` is then the order, "C" or "F", in which the kernel saw the
+# elements).  A plain tuple: this is on every call's path, and building one
+# costs a fraction of a NamedTuple.
+Elementwise = tuple[np.ndarray, np.ndarray, np.ndarray, "str | None", bool]
+
+
+def finish(operands: Elementwise):
+    """What an elementwise public function returns, once its kernel ran."""
+    _, target, result, copy_back, scalar = operands
+    if copy_back is not None:
+        np.copyto(result, target.reshape(result.shape, order=copy_back), casting="unsafe")
+    return result[()] if scalar else result
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if ``a`` and ``b`` view exactly the same elements in the same order."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+    )
+
+
+def elementwise(x, out, name: str = "x") -> Elementwise:
+    """Validate ``x`` and ``out`` of an elementwise (same-shape) operation."""
+    array = x if type(x) is np.ndarray else np.asarray(x)
+    dtype = array.dtype
+    if dtype is _FLOAT64 or dtype is _FLOAT32:  # the common case, checked fast
+        compute = result_dtype = dtype
+    else:
+        compute, result_dtype = compute_dtype(dtype, name)
+    flags = array.flags
+    if out is None and flags.c_contiguous and array.ndim == 1 and compute is dtype:
+        result = np.empty_like(array)  # the hot path of small calls: no reshapes
+        return (array, result, result, None, False)
+
+    # An elementwise kernel can run over any contiguous buffer in memory order:
+    # Fortran-ordered input needs no copy.
+    order = "F" if flags.f_contiguous and not flags.c_contiguous else "C"
+    source = np.asarray(array, dtype=compute, order=order).reshape(-1, order=order)
+    if out is None:
+        result = np.empty(array.shape, dtype=result_dtype, order=order)
+        if result_dtype == compute:
+            return (source, result.reshape(-1, order=order), result, None, array.ndim == 0)
+        return (source, np.empty_like(source), result, order, array.ndim == 0)
+
+    _check_out(out, array.shape, result_dtype)
+    direct = (
+        out.dtype == compute  # also excludes non-native byte order and float16
+        and (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
+    )
+    if not direct:
+        if np.may_share_memory(source, out):
+            source = source.copy()
+        return (source, np.empty_like(source), out, order, False)
+    target = out.reshape(-1, order=order)
+    if np.may_share_memory(source, target):
+        if _same_buffer(source, target):
+            return (target, target, out, None, False)
+        source = source.copy()
+    return (source, target, out, None, False)
+
+
+def _check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of x)")
+    if out.dtype.newbyteorder("=") != dtype:
+        raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")

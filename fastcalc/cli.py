@@ -1,0 +1,91 @@
+"""The ``fastcalc`` command: ``fastcalc bench`` (and ``python -m fastcalc bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+__all__ = ["main"]
+
+_KERNELS = ("sigmoid", "sigmoid_derivative")
+
+
+def _positive_int(text: str) -> int:
+    value = int(float(text))  # accepts 1e6 and 2**24 written out as 16777216
+    if value < 1 or value != float(text):
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastcalc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="time every kernel on every backend and the installed peers",
+        description="Time every kernel on every available backend next to the peers a user "
+        "would pick instead (numpy, scipy, torch when installed) and print a Markdown table: "
+        "median time per call, speed-up over the numpy reference, GB/s, and the ratio to a "
+        "plain memory copy of the same bytes (the limit of an elementwise kernel).",
+    )
+    bench.add_argument("--sizes", type=_positive_int, nargs="+", default=[1000, 1_000_000],
+                       metavar="N", help="array sizes (default: 1000 1000000)")
+    bench.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
+                       help="dtype to time (default: all)")
+    bench.add_argument("--kernels", nargs="+", choices=_KERNELS, default=list(_KERNELS),
+                       help="kernels to time (default: all)")
+    bench.add_argument("--repeat", type=_positive_int, default=7,
+                       help="repetitions per case; the median is reported (default: 7)")
+    bench.add_argument("--min-time", type=float, default=0.01, metavar="SECONDS",
+                       help="minimum duration of one repetition (default: 0.01)")
+    bench.add_argument("--threads", type=_positive_int, default=None,
+                       help="threads for fastcalc and torch (default: fastcalc.get_num_threads())")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _progress(index: int, total: int, case) -> None:
+    line = (f"[{index + 1}/{total}] {case.kernel} {case.dtype} N={case.size:,} "
+            f"{case.implementation}")
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + line)
+        if index + 1 == total:
+            sys.stderr.write("\n")
+    else:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import fastcalc
+    from fastcalc import _bench
+
+    if args.threads is not None:
+        fastcalc.set_num_threads(args.threads)
+    dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
+    cases = _bench.activation_cases(args.sizes, dtypes, args.kernels)
+    results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
+                         progress=None if args.quiet else _progress)
+    machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "
+               f"Python {platform.python_version()}, fastcalc {fastcalc.__version__}")
+    print(f"fastcalc bench ({machine}; median of {args.repeat} repetitions)\n")
+    print(_bench.format_table(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"machine": machine, "results": _bench.as_records(results)}, handle, indent=1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fastcalc`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
