@@ -1,0 +1,20 @@
+"""Shared fixtures: the kernel implementations, dtypes and memory layouts."""
+
+import pytest
+
+import fastcalc
+
+
+@pytest.fixture(params=fastcalc.available_backends())
+def backend(request):
+    """Every backend name usable here, ``"auto"`` included."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """Tests may change the default backend or thread count; put them back."""
+    backend, threads = fastcalc.get_backend(), fastcalc.get_num_threads()
+    yield
+    fastcalc.set_backend(backend)
+    fastcalc.set_num_threads(threads)

@@ -1,0 +1,37 @@
+"""Helpers shared by the test modules: compiled implementations, memory layouts."""
+
+import numpy as np
+
+from fastcalc import _cython, _dispatch
+
+
+def kernel_modules(family):
+    """``{label: module}`` of every compiled implementation usable here.
+
+    Numba, and every Cython ISA variant this CPU runs (not only the one
+    ``auto`` loads), so each compiled build is checked against the reference.
+    """
+    modules = {}
+    if _dispatch.backend_status()["numba"] is None:
+        modules["numba"] = _dispatch._module("numba", family)
+    for isa in _cython.available_isas(family):
+        modules[f"cython-{isa}"] = _cython.load(family, isa)
+    return modules
+
+
+def layouts(array):
+    """``{name: view}``: the same values in awkward memory layouts."""
+    result = {"C": array}
+    if array.ndim >= 2:
+        result["Fortran"] = np.asfortranarray(array)
+        result["transposed"] = array.T
+    if array.ndim >= 1 and array.size:
+        doubled = np.repeat(array, 2, axis=-1)
+        result["strided"] = doubled[..., ::2]
+        result["negative strides"] = array[..., ::-1]
+    swapped = array.astype(array.dtype.newbyteorder(">" if array.dtype.byteorder != ">" else "<"))
+    result["big-endian" if swapped.dtype.byteorder == ">" else "little-endian"] = swapped
+    readonly = array.copy()
+    readonly.flags.writeable = False
+    result["read-only"] = readonly
+    return result

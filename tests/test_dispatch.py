@@ -1,0 +1,141 @@
+"""Backend selection, fallback, thread control, show_config and the version."""
+
+import importlib.metadata
+import threading
+
+import numpy as np
+import pytest
+
+import fastcalc
+from fastcalc import _dispatch
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """An empty backend cache, so a test can make a backend fail to import."""
+    monkeypatch.setattr(_dispatch, "_modules", {})
+    monkeypatch.setattr(_dispatch, "_unavailable", {})
+    monkeypatch.setattr(_dispatch, "_kernels", {})
+
+
+def test_available_backends_lists_usable_names_and_auto():
+    names = fastcalc.available_backends()
+    assert names[-1] == "auto" and "numpy" in names
+    assert set(names) <= {"numpy", "numba", "cython", "auto"}
+
+
+def test_default_is_auto_and_set_backend_changes_it():
+    assert fastcalc.get_backend() == "auto"
+    fastcalc.set_backend("numpy")
+    assert fastcalc.get_backend() == "numpy"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fastcalc.set_backend("cuda"),
+    lambda: fastcalc.use_backend("fortran").__enter__(),
+    lambda: fastcalc.sigmoid(np.zeros(2), backend="tensorflow"),
+], ids=["set_backend", "use_backend", "backend="])
+def test_unknown_backend_is_a_value_error_listing_the_names(call):
+    with pytest.raises(ValueError, match="'numpy', 'numba', 'cython', 'auto'"):
+        call()
+
+
+def test_use_backend_nests_and_restores():
+    with fastcalc.use_backend("numpy"):
+        assert fastcalc.get_backend() == "numpy"
+        with fastcalc.use_backend("auto"):
+            assert fastcalc.get_backend() == "auto"
+        assert fastcalc.get_backend() == "numpy"
+    assert fastcalc.get_backend() == "auto"
+
+
+def test_use_backend_is_local_to_the_thread():
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait()
+        seen["other"] = fastcalc.get_backend()
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with fastcalc.use_backend("numpy"):
+        inside.set()
+        done.wait()
+        seen["this"] = fastcalc.get_backend()
+    thread.join()
+    assert seen == {"this": "numpy", "other": "auto"}
+
+
+def test_backend_keyword_overrides_the_context(monkeypatch):
+    calls = []
+    numpy_sigmoid = _dispatch._module("numpy", "activations").sigmoid
+    monkeypatch.setitem(_dispatch._kernels, ("activations", "sigmoid", "numpy"),
+                        lambda *args: calls.append("numpy") or numpy_sigmoid(*args))
+    with fastcalc.use_backend("auto"):
+        fastcalc.sigmoid(np.zeros(3), backend="numpy")
+    assert calls == ["numpy"]
+
+
+@pytest.mark.parametrize("missing", ["cython", "numba"])
+def test_auto_falls_back_when_a_backend_is_missing(monkeypatch, fresh_registry, missing):
+    real_import = _dispatch._import_backend
+
+    def failing_import(backend, family):
+        if backend == missing:
+            raise ImportError(f"simulated: {missing} is not installed")
+        return real_import(backend, family)
+
+    monkeypatch.setattr(_dispatch, "_import_backend", failing_import)
+    x = np.linspace(-5, 5, 11)
+    np.testing.assert_allclose(fastcalc.sigmoid(x), fastcalc.sigmoid(x, backend="numpy"),
+                               rtol=1e-14)
+    assert missing not in fastcalc.available_backends()
+    with pytest.raises(RuntimeError, match=f"{missing}.*not available.*simulated"):
+        fastcalc.sigmoid(x, backend=missing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        fastcalc.set_backend(missing)
+    assert f"simulated: {missing} is not installed" in _dispatch.backend_status()[missing]
+
+
+def test_missing_extensions_explain_how_to_build(monkeypatch, fresh_registry):
+    """Without compiled modules the reason says the extensions were not compiled."""
+    from fastcalc import _cython
+
+    monkeypatch.setattr(_cython, "_compiled", lambda family, isa: False)
+    monkeypatch.setattr(_cython, "_loaded", {})
+    with pytest.raises(RuntimeError, match="not compiled"):
+        fastcalc.sigmoid(np.zeros(2), backend="cython")
+
+
+def test_num_threads_default_and_setting():
+    import os
+
+    assert fastcalc.get_num_threads() == len(os.sched_getaffinity(0))
+    fastcalc.set_num_threads(1)
+    assert fastcalc.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_bad_thread_count_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        fastcalc.set_num_threads(bad)
+
+
+def test_show_config_reports_what_a_bug_report_needs(capsys):
+    fastcalc.show_config()
+    text = capsys.readouterr().out
+    for needle in (f"fastcalc {fastcalc.__version__}", f"numpy {np.__version__}", "python 3.",
+                   "numba", "backends:", "threads: ", "CPU SIMD:"):
+        assert needle in text
+    if "cython" in fastcalc.available_backends():
+        assert "OpenMP: " in text
+
+
+def test_version_matches_the_installed_metadata():
+    try:
+        installed = importlib.metadata.version("fastcalc")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("fastcalc is not installed, only importable from the source tree")
+    assert fastcalc.__version__ == installed
