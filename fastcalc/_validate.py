@@ -75,9 +75,18 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
     else:
         compute, result_dtype = compute_dtype(dtype, name)
     flags = array.flags
-    if out is None and flags.c_contiguous and array.ndim == 1 and compute is dtype:
-        result = np.empty_like(array)  # the hot path of small calls: no reshapes
-        return (array, result, result, None, False)
+    if flags.c_contiguous and array.ndim == 1 and compute is dtype:
+        # The hot path of small calls, with or without out=: no reshapes.
+        if out is None:
+            result = np.empty_like(array)
+            return (array, result, result, None, False)
+        if type(out) is np.ndarray and out.dtype is dtype and out.shape == array.shape:
+            out_flags = out.flags
+            if out_flags.c_contiguous and out_flags.writeable:
+                if out is array:
+                    return (array, array, out, None, False)
+                if not np.may_share_memory(array, out):
+                    return (array, out, out, None, False)
 
     # An elementwise kernel can run over any contiguous buffer in memory order:
     # Fortran-ordered input needs no copy.
