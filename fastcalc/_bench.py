@@ -1,10 +1,10 @@
 """The engine behind ``fastcalc bench``: time every kernel on every backend and peer.
 
 A kernel family contributes *cases*: one callable per (kernel, dtype, size,
-implementation).  The cases of one group (same kernel, dtype and size) are
-timed in interleaved repetitions, so the ratios between them are what the
-machine did side by side.  Times are medians over repetitions; each
-repetition runs a case enough times to last at least ``min_time`` seconds.
+implementation).  Every case of one row group (same kernel, dtype and size)
+is timed in the same run, so the ratios between them are what the machine
+did side by side.  Times are medians over repetitions; each repetition runs
+the case enough times to last at least ``min_time`` seconds.
 """
 
 from __future__ import annotations
@@ -146,23 +146,28 @@ def _naive_derivative(x):
     return s * (1 - s)
 
 
-def _calibrate(function: Callable[[], object], min_time: float) -> int:
-    """How many calls make one repetition last at least ``min_time`` seconds."""
+def _time_case(case: Case, repeat: int, min_time: float) -> Result:
+    function = case.function
     function()  # warm up: compiles Numba code, faults in pages
     calls = 1
-    while calls < 1 << 20:
-        elapsed = _time_calls(function, calls)
-        if elapsed >= min_time:
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or calls >= 1 << 20:
             break
         calls *= 2 if elapsed <= 0 else max(2, min(10, int(min_time / elapsed) + 1))
-    return calls
-
-
-def _time_calls(function: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        function()
-    return time.perf_counter() - start
+    samples = [elapsed / calls]
+    for _ in range(repeat - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        samples.append((time.perf_counter() - start) / calls)
+    return Result(
+        case.kernel, case.dtype, case.size, case.implementation, float(np.median(samples)),
+        repeat, calls, case.bytes_moved, case.note,
+    )
 
 
 def run(
@@ -171,52 +176,30 @@ def run(
     min_time: float = 0.01,
     progress: Callable[[int, int, Case], None] | None = None,
 ) -> list[Result]:
-    """Time ``cases``; fill in speed-ups and copy ratios per group.
-
-    The repetitions of one group are interleaved (every implementation once,
-    then every implementation again, ...), so when a shared machine slows
-    down or speeds up, all the rows it compares feel it alike.
-    """
+    """Time ``cases`` and fill in speed-ups and copy ratios per group."""
     import warnings
 
     torch = _peer_torch()
     if torch is not None:
         torch.set_num_threads(_dispatch.get_num_threads())
-    groups: dict[tuple, list[Case]] = {}
-    for case in cases:
-        groups.setdefault((case.kernel, case.dtype, case.size), []).append(case)
     results = []
-    done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the naive peers overflow
-        for group in groups.values():
-            calls = []
-            for case in group:
-                if progress is not None:
-                    progress(done, len(cases), case)
-                done += 1
-                calls.append(_calibrate(case.function, min_time))
-            samples = [[] for _ in group]
-            for _ in range(repeat):
-                for case, count, times in zip(group, calls, samples, strict=True):
-                    times.append(_time_calls(case.function, count) / count)
-            results += _group_results(group, calls, samples, repeat)
-    return results
-
-
-def _group_results(group, calls, samples, repeat) -> list[Result]:
-    results = [
-        Result(case.kernel, case.dtype, case.size, case.implementation,
-               float(np.median(times)), repeat, count, case.bytes_moved, case.note)
-        for case, count, times in zip(group, calls, samples, strict=True)
-    ]
-    by_name = {result.implementation: result for result in results}
-    reference, copy = by_name.get(REFERENCE), by_name.get(COPY)
+        for index, case in enumerate(cases):
+            if progress is not None:
+                progress(index, len(cases), case)
+            results.append(_time_case(case, repeat, min_time))
+    groups: dict[tuple, list[Result]] = {}
     for result in results:
-        if reference is not None:
-            result.speedup_vs_reference = reference.median_s / result.median_s
-        if copy is not None:
-            result.copy_ratio = result.median_s / copy.median_s
+        groups.setdefault((result.kernel, result.dtype, result.size), []).append(result)
+    for group in groups.values():
+        by_name = {result.implementation: result for result in group}
+        reference, copy = by_name.get(REFERENCE), by_name.get(COPY)
+        for result in group:
+            if reference is not None:
+                result.speedup_vs_reference = reference.median_s / result.median_s
+            if copy is not None:
+                result.copy_ratio = result.median_s / copy.median_s
     return results
 
 
