@@ -82,9 +82,8 @@ def _bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastcalc`` console script."""
     args = _parser().parse_args(argv)
-    if args.command == "bench":
-        return _bench(args)
-    raise AssertionError(f"unhandled command {args.command}")
+    commands = {"bench": _bench}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

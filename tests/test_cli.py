@@ -1,0 +1,41 @@
+"""The ``fastcalc`` command line: ``fastcalc bench``."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastcalc import cli
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    assert cli.main(["bench", "--sizes", "300", "--dtype", "float32", "--kernels", "sigmoid",
+                     "--repeat", "2", "--min-time", "0", "--json", str(report)]) == 0
+    captured = capsys.readouterr()
+    assert "[1/" in captured.err  # progress
+    table = captured.out
+    for column in ("implementation", "median", "vs numpy ref", "GB/s", "time / copy"):
+        assert column in table
+    for row in ("fastcalc numpy", "fastcalc auto", "memory copy", "numpy 1/(1+exp(-x))"):
+        assert f"| {row}" in table
+    records = json.loads(report.read_text())["results"]
+    reference = next(r for r in records if r["implementation"] == "fastcalc numpy")
+    assert reference["speedup_vs_reference"] == 1.0 and reference["median_s"] > 0
+    assert {r["kernel"] for r in records} == {"sigmoid"}
+    assert {r["size"] for r in records} == {300}
+
+
+@pytest.mark.parametrize("argument", [["--sizes", "0"], ["--sizes", "1.5"], ["--dtype", "int8"],
+                                      ["--kernels", "tanh"]])
+def test_bench_rejects_bad_options(argument):
+    with pytest.raises(SystemExit) as error:
+        cli.main(["bench", *argument])
+    assert error.value.code == 2
+
+
+def test_python_dash_m_runs_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "fastcalc", "bench", "--help"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "--json" in result.stdout
