@@ -35,6 +35,7 @@ class Case:
     function: Callable[[], object]
     bytes_moved: int  # bytes read + written by one call
     note: str = ""
+    flops: int = 0  # floating-point operations of one call (0: report GB/s instead)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Result:
     calls_per_repetition: int
     bytes_moved: int
     note: str = ""
+    flops: int = 0
     speedup_vs_reference: float | None = None
     copy_ratio: float | None = None
     extra: dict = field(default_factory=dict)
@@ -55,6 +57,35 @@ class Result:
     @property
     def gb_per_s(self) -> float:
         return self.bytes_moved / self.median_s / 1e9 if self.median_s > 0 else float("inf")
+
+    @property
+    def gflop_per_s(self) -> float:
+        return self.flops / self.median_s / 1e9 if self.median_s > 0 else float("inf")
+
+    def throughput(self) -> str:
+        if not self.flops:
+            return f"{self.gb_per_s:.1f} GB/s"
+        peak = peak_gflop_per_s(self.dtype)
+        share = f" ({self.gflop_per_s / peak:.0%} of peak)" if peak else ""
+        return f"{self.gflop_per_s:.1f} GFLOP/s{share}"
+
+
+def peak_gflop_per_s(dtype: str) -> float | None:
+    """Nominal peak of this machine: cores x 2 FMA units x SIMD lanes x 2 x GHz.
+
+    Lanes from numpy's CPU features (AVX-512: 64 bytes, AVX2: 32); the clock
+    from /proc/cpuinfo (Linux only; None elsewhere).  An estimate to put
+    GFLOP/s in proportion, not a measurement.
+    """
+    try:
+        with open("/proc/cpuinfo") as handle:
+            mhz = max(float(line.split(":")[1]) for line in handle if line.startswith("cpu MHz"))
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except (OSError, ValueError, ImportError):
+        return None
+    vector_bytes = 64 if features.get("AVX512F") else 32 if features.get("FMA3") else 16
+    lanes = vector_bytes // np.dtype(dtype).itemsize
+    return _dispatch.get_num_threads() * 2 * lanes * 2 * mhz / 1e3
 
 
 def _peer_torch():
@@ -123,6 +154,79 @@ def _activation_group(kernel: str, x: np.ndarray) -> list[Case]:
     ]
 
 
+def convolution_cases(
+    sizes: Iterable[int], dtypes: Iterable[str], kernel_sizes: Iterable[int] = (3, 5, 11),
+    modes: Iterable[str] = ("same",), seed: int = 0,
+) -> list[Case]:
+    """Cases for correlate2d on an N x N image with k x k kernels, and its peers.
+
+    Peers: scipy.signal.correlate2d, scipy.ndimage.correlate (mode "same"
+    only: it has no other extent), scipy.signal.fftconvolve, OpenCV's
+    filter2D ("same" only) and torch.nn.functional.conv2d, each when
+    installed.  GFLOP/s counts 2 * kh * kw * Ho * Wo for every method.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for dtype in dtypes:
+        for size in sizes:
+            image = rng.standard_normal((size, size)).astype(dtype)
+            for k in kernel_sizes:
+                kernel = rng.standard_normal((k, k)).astype(dtype)
+                for mode in modes:
+                    cases += _convolution_group(image, kernel, mode)
+    return cases
+
+
+def _convolution_group(image: np.ndarray, kernel: np.ndarray, mode: str) -> list[Case]:
+    import fastcalc
+
+    k = kernel.shape[0]
+    size = image.shape[0]
+    side = size if mode == "same" else size - k + 1
+    name = f"correlate2d {k}x{k} {mode}"
+    implementations = {
+        f"fastcalc {backend}": (
+            lambda b=backend: fastcalc.correlate2d(image, kernel, mode, backend=b), "")
+        for backend in fastcalc.available_backends()
+    }
+    try:
+        import scipy.ndimage
+        import scipy.signal
+    except ImportError:
+        pass
+    else:
+        if size <= 512 or k <= 3:  # scipy's direct loop takes minutes on large problems
+            implementations["scipy.signal.correlate2d"] = (
+                lambda: scipy.signal.correlate2d(image, kernel, mode), "float64 result")
+        if mode == "same":
+            implementations["scipy.ndimage.correlate"] = (
+                lambda: scipy.ndimage.correlate(image, kernel, mode="constant"), "")
+        implementations["scipy.signal.fftconvolve"] = (
+            lambda: scipy.signal.fftconvolve(image, kernel[::-1, ::-1], mode), "")
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None and mode == "same":
+        # filter2D correlates; BORDER_CONSTANT pads with zeros like boundary="fill".
+        # Its anchor centres even kernels differently; sizes here are odd.
+        implementations["cv2.filter2D"] = (
+            lambda: cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_CONSTANT), "")
+    torch = _peer_torch()
+    if torch is not None:
+        timage = torch.from_numpy(image)[None, None]
+        tkernel = torch.from_numpy(np.ascontiguousarray(kernel))[None, None]
+        padding = k // 2 if mode == "same" else 0
+        implementations["torch conv2d"] = (
+            lambda: torch.nn.functional.conv2d(timage, tkernel, padding=padding), "")
+    moved = image.nbytes + side * side * image.itemsize
+    flops = 2 * k * k * side * side
+    return [
+        Case(name, str(image.dtype), size, implementation, function, moved, note, flops)
+        for implementation, (function, note) in implementations.items()
+    ]
+
+
 def _threaded_copy(out: np.ndarray, x: np.ndarray) -> None:
     """``out[...] = x`` on ``get_num_threads()`` threads (np.copyto uses one)."""
     threads = _dispatch.get_num_threads()
@@ -166,7 +270,7 @@ def _time_case(case: Case, repeat: int, min_time: float) -> Result:
         samples.append((time.perf_counter() - start) / calls)
     return Result(
         case.kernel, case.dtype, case.size, case.implementation, float(np.median(samples)),
-        repeat, calls, case.bytes_moved, case.note,
+        repeat, calls, case.bytes_moved, case.note, case.flops,
     )
 
 
@@ -213,13 +317,13 @@ def _format_time(seconds: float) -> str:
 def format_table(results: Sequence[Result]) -> str:
     """A Markdown table: one row per result, grouped as they were timed."""
     header = ("kernel", "dtype", "N", "implementation", "median", "vs numpy ref",
-              "GB/s", "time / copy", "note")
+              "throughput", "time / copy", "note")
     rows = [header, tuple("---" for _ in header)]
     for r in results:
         rows.append((
             r.kernel, r.dtype, f"{r.size:,}", r.implementation, _format_time(r.median_s),
             "" if r.speedup_vs_reference is None else f"{r.speedup_vs_reference:.2f}x",
-            f"{r.gb_per_s:.1f}",
+            r.throughput(),
             "" if r.copy_ratio is None else f"{r.copy_ratio:.2f}",
             r.note,
         ))
@@ -232,5 +336,5 @@ def format_table(results: Sequence[Result]) -> str:
 
 
 def as_records(results: Sequence[Result]) -> list[dict]:
-    """JSON-ready dictionaries, with GB/s included."""
-    return [{**asdict(r), "gb_per_s": r.gb_per_s} for r in results]
+    """JSON-ready dictionaries, with GB/s and GFLOP/s included."""
+    return [{**asdict(r), "gb_per_s": r.gb_per_s, "gflop_per_s": r.gflop_per_s} for r in results]

@@ -44,7 +44,7 @@ _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _lock = threading.Lock()
 _modules: dict[tuple[str, str], object] = {}
-_unavailable: dict[str, str] = {}
+_unavailable: dict[tuple[str, str], str] = {}
 _kernels: dict[tuple[str, str, str], object] = {}
 
 
@@ -132,15 +132,15 @@ def _module(backend: str, family: str):
     module = _modules.get(key)
     if module is not None:
         return module
-    if backend in _unavailable:
-        raise RuntimeError(f"backend {backend!r} is not available: {_unavailable[backend]}")
+    if key in _unavailable:
+        raise RuntimeError(f"backend {backend!r} is not available: {_unavailable[key]}")
     with _lock:
         try:
             module = _import_backend(backend, family)
         except ImportError as error:
-            _unavailable[backend] = _explain(backend, error)
+            _unavailable[key] = _explain(backend, error)
             raise RuntimeError(
-                f"backend {backend!r} is not available: {_unavailable[backend]}"
+                f"backend {backend!r} is not available: {_unavailable[key]}"
             ) from error
         _modules[key] = module
     return module
@@ -165,7 +165,7 @@ def backend_status() -> dict[str, str | None]:
             _module(backend, "activations")
             status[backend] = None
         except RuntimeError:
-            status[backend] = _unavailable[backend]
+            status[backend] = _unavailable[(backend, "activations")]
     return status
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Elementwise", "compute_dtype", "elementwise", "finish"]
+__all__ = ["Elementwise", "check_out", "compute_dtype", "elementwise", "finish"]
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -98,7 +98,7 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
             return (source, result.reshape(-1, order=order), result, None, array.ndim == 0)
         return (source, np.empty_like(source), result, order, array.ndim == 0)
 
-    _check_out(out, array.shape, result_dtype)
+    check_out(out, array.shape, result_dtype)
     direct = (
         out.dtype == compute  # also excludes non-native byte order and float16
         and (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
@@ -115,11 +115,12 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
     return (source, target, out, None, False)
 
 
-def _check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> None:
+def check_out(out, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """``out`` must be a writeable ndarray of ``shape`` and ``dtype`` (any byte order)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of x)")
+        raise ValueError(f"out has shape {out.shape}, expected {shape}")
     if out.dtype.newbyteorder("=") != dtype:
         raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:

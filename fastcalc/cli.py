@@ -9,7 +9,8 @@ import sys
 
 __all__ = ["main"]
 
-_KERNELS = ("sigmoid", "sigmoid_derivative")
+_ACTIVATIONS = ("sigmoid", "sigmoid_derivative")
+_KERNELS = (*_ACTIVATIONS, "correlate2d")
 
 
 def _positive_int(text: str) -> int:
@@ -26,12 +27,18 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="time every kernel on every backend and the installed peers",
         description="Time every kernel on every available backend next to the peers a user "
-        "would pick instead (numpy, scipy, torch when installed) and print a Markdown table: "
-        "median time per call, speed-up over the numpy reference, GB/s, and the ratio to a "
-        "plain memory copy of the same bytes (the limit of an elementwise kernel).",
+        "would pick instead (numpy, scipy, OpenCV, torch when installed) and print a Markdown "
+        "table: median time per call, speed-up over the numpy reference, throughput (GB/s for "
+        "elementwise kernels, GFLOP/s and share of the nominal peak for convolutions), and "
+        "the ratio to a plain memory copy of the same bytes (the limit of an elementwise "
+        "kernel).",
     )
     bench.add_argument("--sizes", type=_positive_int, nargs="+", default=[1000, 1_000_000],
-                       metavar="N", help="array sizes (default: 1000 1000000)")
+                       metavar="N", help="elementwise array sizes (default: 1000 1000000)")
+    bench.add_argument("--image-sizes", type=_positive_int, nargs="+", default=[1024],
+                       metavar="N", help="side of the N x N convolution images (default: 1024)")
+    bench.add_argument("--kernel-sizes", type=_positive_int, nargs="+", default=[3, 5, 11],
+                       metavar="K", help="side of the K x K convolution kernels (default: 3 5 11)")
     bench.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                        help="dtype to time (default: all)")
     bench.add_argument("--kernels", nargs="+", choices=_KERNELS, default=list(_KERNELS),
@@ -66,7 +73,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads is not None:
         fastcalc.set_num_threads(args.threads)
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
-    cases = _bench.activation_cases(args.sizes, dtypes, args.kernels)
+    activations = [kernel for kernel in args.kernels if kernel in _ACTIVATIONS]
+    cases = _bench.activation_cases(args.sizes, dtypes, activations) if activations else []
+    if "correlate2d" in args.kernels:
+        cases += _bench.convolution_cases(args.image_sizes, dtypes, args.kernel_sizes)
     results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
                          progress=None if args.quiet else _progress)
     machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "

@@ -15,19 +15,10 @@ cimport cython
 from cython.parallel cimport prange
 
 from _fused cimport floating
+from _openmp cimport FASTCALC_OPENMP
 from _vecmath cimport exp_nonpositive
 
 __all__ = ["sigmoid", "sigmoid_derivative", "sigmoid_derivative_from_output"]
-
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #define FASTCALC_OPENMP 1
-    #else
-    #define FASTCALC_OPENMP 0
-    #endif
-    """
-    const bint FASTCALC_OPENMP
 
 # Whether prange runs on threads; without OpenMP every kernel is serial.
 OPENMP = FASTCALC_OPENMP

@@ -16,7 +16,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "[1/" in captured.err  # progress
     table = captured.out
-    for column in ("implementation", "median", "vs numpy ref", "GB/s", "time / copy"):
+    for column in ("implementation", "median", "vs numpy ref", "throughput", "time / copy"):
         assert column in table
     for row in ("fastcalc numpy", "fastcalc auto", "memory copy", "numpy 1/(1+exp(-x))"):
         assert f"| {row}" in table
@@ -25,6 +25,15 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     assert reference["speedup_vs_reference"] == 1.0 and reference["median_s"] > 0
     assert {r["kernel"] for r in records} == {"sigmoid"}
     assert {r["size"] for r in records} == {300}
+
+
+def test_bench_covers_convolution(capsys):
+    assert cli.main(["bench", "--kernels", "correlate2d", "--image-sizes", "40",
+                     "--kernel-sizes", "3", "--dtype", "float64", "--repeat", "1",
+                     "--min-time", "0", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "correlate2d 3x3 same" in table and "GFLOP/s" in table
+    assert "| fastcalc numpy" in table and "| fastcalc auto" in table
 
 
 @pytest.mark.parametrize("argument", [["--sizes", "0"], ["--sizes", "1.5"], ["--dtype", "int8"],

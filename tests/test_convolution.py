@@ -1,0 +1,175 @@
+"""convolve2d / correlate2d: scipy.signal equivalence, batches, dtypes, layouts, errors."""
+
+import re
+
+import numpy as np
+import pytest
+import scipy.signal
+from helpers import kernel_modules, layouts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastcalc
+from fastcalc.reference import convolution as reference
+
+COMPILED = kernel_modules("convolution")
+FUNCTIONS = {"correlate2d": (fastcalc.correlate2d, scipy.signal.correlate2d),
+             "convolve2d": (fastcalc.convolve2d, scipy.signal.convolve2d)}
+
+
+def seed_convolve2d(image, kernel):
+    """The seed's slide-10 loop, verbatim: a valid sliding sum that does not flip."""
+    i_height, i_width = image.shape
+    k_height, k_width = kernel.shape
+    output = np.zeros((i_height - k_height + 1, i_width - k_width + 1))
+    for i in range(output.shape[0]):
+        for j in range(output.shape[1]):
+            output[i, j] = np.sum(image[i:i + k_height, j:j + k_width] * kernel)
+    return output
+
+
+def assert_close(actual, expected, rtol):
+    """Within ``rtol`` of the largest output magnitude, as the issue specifies."""
+    assert actual.shape == expected.shape
+    scale = max(np.abs(expected).max(initial=0), 1e-300)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+
+
+@settings(max_examples=80, deadline=None)
+@given(height=st.integers(1, 12), width=st.integers(1, 12), kh=st.integers(1, 7),
+       kw=st.integers(1, 7), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same", "valid"]),
+       boundary=st.sampled_from(["fill", "wrap", "symm", "circular", "symmetric"]),
+       fillvalue=st.sampled_from([0.0, 1.5, -3.0]), seed=st.integers(0, 2**16))
+def test_equals_scipy_in_every_mode_and_boundary(height, width, kh, kw, name, mode, boundary,
+                                                 fillvalue, seed):
+    ours, theirs = FUNCTIONS[name]
+    rng = np.random.default_rng(seed)
+    image, kernel = rng.standard_normal((height, width)), rng.standard_normal((kh, kw))
+    try:
+        expected = theirs(image, kernel, mode, boundary, fillvalue)
+    except ValueError as error:
+        with pytest.raises(ValueError, match=re.escape(str(error)[:30])):
+            ours(image, kernel, mode, boundary, fillvalue)
+        return
+    for backend in fastcalc.available_backends():
+        assert_close(ours(image, kernel, mode, boundary, fillvalue, backend=backend),
+                     expected, 1e-12)
+    assert_close(ours(image, kernel, mode, boundary, fillvalue, method="fft"), expected, 1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_float32_stays_float32_and_matches_scipy_in_float64(backend, name, mode):
+    ours, theirs = FUNCTIONS[name]
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((40, 33)).astype(np.float32)
+    kernel = rng.standard_normal((5, 4)).astype(np.float32)
+    result = ours(image, kernel, mode, backend=backend)
+    assert result.dtype == np.float32
+    expected = theirs(image.astype(np.float64), kernel.astype(np.float64), mode)
+    assert_close(result.astype(np.float64), expected, 1e-5)
+
+
+def test_the_seed_loop_is_valid_correlation(backend):
+    rng = np.random.default_rng(1)
+    image = rng.random((10, 10))
+    sobel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]])
+    np.testing.assert_allclose(fastcalc.correlate2d(image, sobel, mode="valid", backend=backend),
+                               seed_convolve2d(image, sobel), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_batches_are_independent_images(backend, mode):
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((2, 3, 9, 11))
+    kernel = rng.standard_normal((3, 2))
+    result = fastcalc.convolve2d(images, kernel, mode, "wrap", backend=backend)
+    for index in np.ndindex(2, 3):
+        np.testing.assert_allclose(
+            result[index], scipy.signal.convolve2d(images[index], kernel, mode, "wrap"),
+            rtol=1e-12, atol=1e-12)
+    empty = fastcalc.convolve2d(np.zeros((0, 9, 11)), kernel, mode, backend=backend)
+    assert empty.shape[0] == 0
+
+
+def test_layouts_and_dtypes(backend):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((12, 10))
+    kernel = rng.standard_normal((3, 3))
+    for label, image in layouts(base).items():
+        before = image.copy()
+        result = fastcalc.correlate2d(image, kernel, "same", backend=backend)
+        np.testing.assert_array_equal(image, before, err_msg=f"{label} input changed")
+        expected = scipy.signal.correlate2d(np.array(image, dtype=np.float64), kernel, "same")
+        assert_close(result, expected, 1e-12)
+    ints = fastcalc.correlate2d(np.ones((4, 4), np.int32), np.ones((2, 2), bool))
+    assert ints.dtype == np.float64
+    assert fastcalc.correlate2d(np.ones((4, 4), np.float16), np.ones((2, 2), np.float16)).dtype \
+        == np.float16
+
+
+def test_nan_and_inf_propagate(backend):
+    image = np.zeros((5, 5))
+    image[2, 2] = np.nan
+    image[0, 0] = np.inf
+    result = fastcalc.correlate2d(image, np.ones((2, 2)), "valid", backend=backend)
+    assert np.isnan(result[1:3, 1:3]).all() and np.isinf(result[0, 0])
+    assert np.isfinite(result[3:, 3:]).all()
+
+
+@pytest.mark.parametrize("taps", [3, 45])
+def test_fft_and_direct_agree_and_auto_picks_by_size(taps):
+    rng = np.random.default_rng(4)
+    image, kernel = rng.standard_normal((60, 70)), rng.standard_normal((taps, taps))
+    direct = fastcalc.correlate2d(image, kernel, "same", method="direct")
+    assert_close(fastcalc.correlate2d(image, kernel, "same", method="fft"), direct, 1e-12)
+    assert_close(fastcalc.correlate2d(image, kernel, "same"), direct, 1e-12)
+
+
+def test_out():
+    rng = np.random.default_rng(5)
+    image, kernel = rng.standard_normal((3, 8, 8)), rng.standard_normal((3, 3))
+    out = np.empty((3, 6, 6))
+    assert fastcalc.correlate2d(image, kernel, "valid", out=out) is out
+    np.testing.assert_allclose(out, fastcalc.correlate2d(image, kernel, "valid"), rtol=1e-15)
+    with pytest.raises(ValueError, match="shape"):
+        fastcalc.correlate2d(image, kernel, "valid", out=np.empty((3, 7, 7)))
+
+
+@pytest.mark.parametrize(
+    ("in1", "in2", "kwargs", "error", "match"),
+    [(np.ones((4, 4), complex), np.ones((2, 2)), {}, TypeError, "complex"),
+     (np.ones((4, 4)), np.ones((2, 2), complex), {}, TypeError, "complex"),
+     (np.ones((4, 4)), np.ones((2, 2), object), {}, TypeError, "in2"),
+     (np.ones((4, 4)), np.ones((0, 2)), {}, ValueError, "in2 must be a non-empty 2-D"),
+     (np.ones((4, 4)), np.ones(3), {}, ValueError, "in2 must be a non-empty 2-D"),
+     (np.ones(4), np.ones((2, 2)), {}, ValueError, "in1 must have shape"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"mode": "wide"}, ValueError, "mode flags"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"boundary": "reflect"}, ValueError, "boundary flags"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"method": "winograd"}, ValueError, "method"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"fillvalue": [1, 2]}, ValueError, "fillvalue"),
+     (np.ones((4, 4)), np.ones((5, 2)), {"mode": "valid"}, ValueError, "at least as large"),
+     (np.ones((2, 4, 4)), np.ones((5, 5)), {"mode": "valid"}, ValueError, "at least as large")],
+)
+def test_bad_input(in1, in2, kwargs, error, match):
+    for function in (fastcalc.correlate2d, fastcalc.convolve2d):
+        with pytest.raises(error, match=match):
+            function(in1, in2, **kwargs)
+
+
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (3, 9, 300, 1, 1), (2, 60, 700, 3, 3),
+                                   (1, 40, 2500, 5, 4), (2, 30, 40, 11, 11), (0, 5, 5, 2, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, threads):
+    batch, height, width, kh, kw = shape
+    rng = np.random.default_rng(6)
+    image = rng.standard_normal((batch, height + kh - 1, width + kw - 1)).astype(dtype)
+    kernel = rng.standard_normal((kh, kw)).astype(dtype)
+    expected = np.empty((batch, height, width), dtype)
+    reference.correlate_valid(image, kernel, expected, 1)
+    out = np.full_like(expected, np.nan)
+    COMPILED[implementation].correlate_valid(image, kernel, out, threads)
+    assert_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
