@@ -167,12 +167,20 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
             (kw - 1 - first[1], first[1] + shape[1] - width)]
 
     images = np.ascontiguousarray(image.reshape(-1, height, width), dtype=compute)
-    if any(pad != (0, 0) for pad in pads):
-        padding = _BOUNDARIES[boundary]
-        extra = {"constant_values": fill.astype(compute)} if padding == "constant" else {}
-        images = np.pad(images, pads, mode=padding, **extra)
     weights = np.ascontiguousarray(kernel, dtype=compute)
-    result = _correlate_valid(images, weights, method, backend)
+    top, left = pads[1][0], pads[2][0]
+    padding = _BOUNDARIES[boundary]
+    fill = fill.astype(compute).item()
+    if method == "fft" or (method == "auto" and kh * kw >= FFT_MIN_TAPS[images.dtype]):
+        extra = {"constant_values": fill} if padding == "constant" else {}
+        result = _correlate_valid_fft(np.pad(images, pads, mode=padding, **extra), weights)
+    else:
+        if padding != "constant":  # the kernels pad with a constant on the fly
+            images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
+        result = np.empty((images.shape[0], *shape), dtype=compute)
+        if result.size:
+            correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
+            correlate(images, weights, result, top, left, fill, _dispatch.kernel_threads())
     if swapped and not flip:
         result = result[:, ::-1, ::-1]  # scipy's convention for swapped correlation
     return _deliver(result.reshape(*batch_shape, *shape), out, result_dtype)
@@ -188,19 +196,6 @@ def _swap_needed(image_shape, kernel_shape, image_ndim) -> bool:
         return True
     raise ValueError("For 'valid' mode, one must be at least as large as the other in every "
                      f"dimension (in1 images {tuple(image_shape)}, in2 {tuple(kernel_shape)})")
-
-
-def _correlate_valid(images, weights, method, backend):
-    """Valid correlation of a (B, Hp, Wp) stack with a (kh, kw) kernel."""
-    kh, kw = weights.shape
-    if method == "fft" or (method == "auto" and kh * kw >= FFT_MIN_TAPS[images.dtype]):
-        return _correlate_valid_fft(images, weights)
-    out = np.empty((images.shape[0], images.shape[1] - kh + 1, images.shape[2] - kw + 1),
-                   dtype=images.dtype)
-    if out.size:
-        kernel = _dispatch.kernel("convolution", "correlate_valid", backend, _AUTO_ORDER)
-        kernel(images, weights, out, _dispatch.kernel_threads())
-    return out
 
 
 def _correlate_valid_fft(images, weights):

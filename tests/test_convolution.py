@@ -160,16 +160,23 @@ def test_bad_input(in1, in2, kwargs, error, match):
 
 @pytest.mark.parametrize("implementation", sorted(COMPILED))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (3, 9, 300, 1, 1), (2, 60, 700, 3, 3),
-                                   (1, 40, 2500, 5, 4), (2, 30, 40, 11, 11), (0, 5, 5, 2, 2)])
+@pytest.mark.parametrize(
+    "shape",
+    # (B, H, W, kh, kw, top, left, Ho, Wo): valid, full, same-like, wider than a column
+    # chunk, offsets beyond the image, empty batch
+    [(1, 1, 1, 1, 1, 0, 0, 1, 1), (3, 9, 300, 1, 1, 0, 0, 9, 300),
+     (2, 60, 700, 3, 3, 2, 2, 62, 702), (1, 40, 2500, 5, 4, 2, 1, 40, 2500),
+     (2, 30, 40, 11, 11, 0, 0, 20, 30), (1, 6, 7, 4, 5, 5, 6, 9, 11), (0, 5, 5, 2, 2, 1, 1, 5, 5)],
+)
+@pytest.mark.parametrize("fillvalue", [0.0, -1.5])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, threads):
-    batch, height, width, kh, kw = shape
+def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, fillvalue, threads):
+    batch, height, width, kh, kw, top, left, out_height, out_width = shape
     rng = np.random.default_rng(6)
-    image = rng.standard_normal((batch, height + kh - 1, width + kw - 1)).astype(dtype)
+    image = rng.standard_normal((batch, height, width)).astype(dtype)
     kernel = rng.standard_normal((kh, kw)).astype(dtype)
-    expected = np.empty((batch, height, width), dtype)
-    reference.correlate_valid(image, kernel, expected, 1)
+    expected = np.empty((batch, out_height, out_width), dtype)
+    reference.correlate(image, kernel, expected, top, left, fillvalue, 1)
     out = np.full_like(expected, np.nan)
-    COMPILED[implementation].correlate_valid(image, kernel, out, threads)
+    COMPILED[implementation].correlate(image, kernel, out, top, left, fillvalue, threads)
     assert_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)

@@ -1,6 +1,6 @@
 """Regenerate the README's results table by running ``fastcalc bench``.
 
-Usage: ``python tools/update_readme_bench.py`` (about a minute).  The table
+Usage: ``python tools/update_readme_bench.py`` (a few minutes).  The table
 between the BENCH markers in README.md is replaced with the command's output,
 so the README shows measured numbers, never hand-typed ones.
 """
@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMAND = ["fastcalc", "bench", "--sizes", "1000", "16777216", "--repeat", "9", "--quiet"]
+COMMAND = ["fastcalc", "bench", "--sizes", "1000", "16777216", "--image-sizes", "2048",
+           "--repeat", "9", "--quiet"]
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
 
