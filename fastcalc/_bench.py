@@ -162,8 +162,8 @@ def convolution_cases(
 
     Peers: scipy.signal.correlate2d, scipy.ndimage.correlate (mode "same"
     only: it has no other extent), scipy.signal.fftconvolve, OpenCV's
-    filter2D ("same" only) and torch.nn.functional.conv2d, each when
-    installed.  GFLOP/s counts 2 * kh * kw * Ho * Wo for every method.
+    filter2D ("same" only) and torch.nn.functional.conv2d (3x3 only), each
+    when installed.  GFLOP/s counts 2 * kh * kw * Ho * Wo for every method.
     """
     rng = np.random.default_rng(seed)
     cases = []
@@ -213,7 +213,9 @@ def _convolution_group(image: np.ndarray, kernel: np.ndarray, mode: str) -> list
         implementations["cv2.filter2D"] = (
             lambda: cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_CONSTANT), "")
     torch = _peer_torch()
-    if torch is not None:
+    # torch's single-channel conv2d unfolds kh * kw copies of the image (gigabytes
+    # at 11x11 on 2048x2048): the page faults slow down every row timed after it.
+    if torch is not None and k <= 3:
         timage = torch.from_numpy(image)[None, None]
         tkernel = torch.from_numpy(np.ascontiguousarray(kernel))[None, None]
         padding = k // 2 if mode == "same" else 0
