@@ -15,10 +15,10 @@ _BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular"
                "symm": "symmetric", "symmetric": "symmetric"}
 _METHODS = ("auto", "direct", "fft")
 # method="auto" uses the FFT from this many kernel taps (kh * kw) on: where it
-# overtook the direct Numba kernel on a 2048x2048 image, both cores (float32:
-# 31x31 direct 73 ms vs FFT 107 ms, 41x41 133 ms vs 100 ms; float64: 41x41
-# 269 ms vs 107 ms).  The FFT's cost barely depends on the kernel size.
-FFT_MIN_TAPS = {np.dtype(np.float32): 1200, np.dtype(np.float64): 600}
+# overtook the direct Cython kernel on a 2048x2048 "same" correlation, both
+# cores (float32: 41x41 direct 96 ms vs FFT 97 ms, 51x51 167 vs 98; float64:
+# 31x31 64 vs 104, 41x41 124 vs 105).  The FFT's cost barely depends on the kernel.
+FFT_MIN_TAPS = {np.dtype(np.float32): 1700, np.dtype(np.float64): 1300}
 
 
 def correlate2d(
@@ -60,7 +60,7 @@ def correlate2d(
     method : {"auto", "direct", "fft"}
         "direct" sums the taps; "fft" multiplies spectra (numpy.fft), faster
         for large kernels; "auto" uses the FFT from ``FFT_MIN_TAPS[dtype]``
-        kernel taps on (1200 for float32, 600 for float64; measured).
+        kernel taps on (1700 for float32, 1300 for float64; measured).
     out : ndarray, optional
         Where to write the result (shape (..., Ho, Wo), the result dtype).
     backend : {"auto", "numpy", "numba", "cython"}, optional

@@ -6,12 +6,12 @@ Same names and signatures as :mod:`fastcalc.reference.convolution`:
 native, of one dtype (float32 or float64); ``out`` does not overlap the
 inputs.  The caller has validated all of that.
 
-Each output row is built by adding ``kernel[a, c] * image_row[...]`` for every
-tap: the innermost loop runs along columns with unit stride, so the compiler
-vectorizes it, and the threads share out the rows.  Taps outside the image add
-``kernel[a, c] * fillvalue`` instead, so no padded copy is made.  Rows are
-done in chunks of ``_COLUMNS`` so that a chunk stays in L1 while all taps add
-to it.
+Output rows are done in pairs, shared out among the threads.  Where every tap
+falls inside the image, C row kernels (below) keep blocks of output columns
+in vector registers over all taps and feed each image vector loaded to both
+rows of the pair.  The rows and columns near the border, whose taps reach
+outside the image, add ``kernel[a, c] * fillvalue`` for those taps instead,
+so no padded copy of the image is made.
 
 setup.py compiles this file once per instruction set; :func:`fastcalc._cython.load`
 imports the best one the CPU runs.
@@ -22,6 +22,212 @@ from cython.parallel cimport prange
 
 from _fused cimport floating
 from _openmp cimport FASTCALC_OPENMP
+
+# The row kernels, in C: Cython has no vector types.  FC_ROW(T, V, NAME)
+# defines NAME(row, image_width, kernel, kh, kw, out, out_width), which writes
+# one output row; row points at the first image row it reads.
+#
+# A block of FC_NACC vectors of output columns is summed in registers over all
+# taps.  FC_NACC independent sums hide the FMA latency (Zen 5 retires two
+# 512-bit FMAs a cycle, latency 4).  The last block of a row is shifted left to
+# end at the row's end, recomputing a few columns (same values) instead of
+# running a scalar tail; rows narrower than a block use single vectors, rows
+# narrower than a vector scalar code.
+cdef extern from *:
+    """
+    #include <stddef.h>
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FC_VECTOR 1
+    #if defined(__AVX512F__)
+    #define FC_VBYTES 64
+    #elif defined(__AVX__)
+    #define FC_VBYTES 32
+    #else
+    #define FC_VBYTES 16
+    #endif
+    /* Unaligned, aliasing vector types: loads and stores through them are
+       vmovups/movups of any address. */
+    typedef float fc_vf __attribute__((vector_size(FC_VBYTES), aligned(4), may_alias));
+    typedef double fc_vd __attribute__((vector_size(FC_VBYTES), aligned(8), may_alias));
+    #define FC_NACC 8
+    /* w + FC_NEGZERO(V) broadcasts w exactly (x + -0 == x for every x, so
+       the compiler drops the addition; with +0 it must keep it for -0). */
+    #define FC_NEGZERO(V) (-(V){0})
+    /* Two-row blocks: FC_H vectors of columns per row, 2 * FC_H sums. */
+    #if FC_VBYTES == 64
+    #define FC_H 8
+    #else
+    #define FC_H 4
+    #endif
+    /* FC_KEEP(x): x is in a register from here on.  Without it GCC folds the
+       load of an image vector into both rows' FMAs as a memory operand, and
+       loads it twice. */
+    #if defined(__x86_64__) || defined(__i386__)
+    #define FC_KEEP(x) __asm__("" : "+v"(x))
+    #else
+    #define FC_KEEP(x) ((void)0)
+    #endif
+    #else
+    #define FC_VECTOR 0
+    #endif
+
+    #define FC_SCALAR_ROW(T, row, image_width, kernel, kh, kw, out, start, stop)       \\
+        do {                                                                           \\
+            Py_ssize_t fc_j, fc_a, fc_c;                                               \\
+            for (fc_j = (start); fc_j < (stop); fc_j++) {                              \\
+                T fc_s = 0;                                                            \\
+                for (fc_a = 0; fc_a < (kh); fc_a++) {                                  \\
+                    const T* fc_src = (row) + fc_a * (image_width) + fc_j;             \\
+                    const T* fc_w = (kernel) + fc_a * (kw);                            \\
+                    for (fc_c = 0; fc_c < (kw); fc_c++)                                \\
+                        fc_s += fc_w[fc_c] * fc_src[fc_c];                             \\
+                }                                                                      \\
+                (out)[fc_j] = fc_s;                                                    \\
+            }                                                                          \\
+        } while (0)
+
+    #if FC_VECTOR
+    #define FC_ROW(T, V, NAME)                                                         \\
+    static void NAME(const T* row, Py_ssize_t image_width, const T* kernel,            \\
+                     Py_ssize_t kh, Py_ssize_t kw, T* out, Py_ssize_t width)           \\
+    {                                                                                  \\
+        enum { L = FC_VBYTES / sizeof(T), BLOCK = FC_NACC * L };                       \\
+        Py_ssize_t j, a, c;                                                            \\
+        int u;                                                                         \\
+        if (width >= BLOCK) {                                                          \\
+            for (j = 0; j < width; j += BLOCK) {                                       \\
+                V acc[FC_NACC];                                                        \\
+                if (j > width - BLOCK)                                                 \\
+                    j = width - BLOCK;                                                 \\
+                for (u = 0; u < FC_NACC; u++)                                          \\
+                    acc[u] = (V){0};                                                   \\
+                for (a = 0; a < kh; a++) {                                             \\
+                    const T* src = row + a * image_width + j;                          \\
+                    const T* w = kernel + a * kw;                                      \\
+                    for (c = 0; c < kw; c++) {                                         \\
+                        V wv = w[c] + FC_NEGZERO(V);                                   \\
+                        for (u = 0; u < FC_NACC; u++)                                  \\
+                            acc[u] += wv * *(const V*)(src + c + u * L);               \\
+                    }                                                                  \\
+                }                                                                      \\
+                for (u = 0; u < FC_NACC; u++)                                          \\
+                    *(V*)(out + j + u * L) = acc[u];                                   \\
+            }                                                                          \\
+        } else if (width >= L) {                                                       \\
+            for (j = 0; j < width; j += L) {                                           \\
+                V acc = (V){0};                                                        \\
+                if (j > width - L)                                                     \\
+                    j = width - L;                                                     \\
+                for (a = 0; a < kh; a++) {                                             \\
+                    const T* src = row + a * image_width + j;                          \\
+                    const T* w = kernel + a * kw;                                      \\
+                    for (c = 0; c < kw; c++)                                           \\
+                        acc += (w[c] + FC_NEGZERO(V)) * *(const V*)(src + c);          \\
+                }                                                                      \\
+                *(V*)(out + j) = acc;                                                  \\
+            }                                                                          \\
+        } else {                                                                       \\
+            FC_SCALAR_ROW(T, row, image_width, kernel, kh, kw, out, 0, width);         \\
+        }                                                                              \\
+    }
+    /* NAME(row, image_width, kernel, kh, kw, out, width, stride): two output
+       rows at once, the second at out + stride.  Each image vector loaded
+       feeds both rows' sums (rows i and i + 1 share kh - 1 image rows), FC_H
+       vectors of columns per row.  Rows narrower than a block use NAME1 twice. */
+    #define FC_ROW2(T, V, NAME, NAME1)                                                 \\
+    static void NAME(const T* row, Py_ssize_t image_width, const T* kernel,            \\
+                     Py_ssize_t kh, Py_ssize_t kw, T* out, Py_ssize_t width,           \\
+                     Py_ssize_t stride)                                                \\
+    {                                                                                  \\
+        enum { L = FC_VBYTES / sizeof(T), H = FC_H, BLOCK = H * L };                   \\
+        Py_ssize_t j, r, c;                                                            \\
+        int u;                                                                         \\
+        if (width < BLOCK) {                                                           \\
+            NAME1(row, image_width, kernel, kh, kw, out, width);                       \\
+            NAME1(row + image_width, image_width, kernel, kh, kw, out + stride, width); \\
+            return;                                                                    \\
+        }                                                                              \\
+        for (j = 0; j < width; j += BLOCK) {                                           \\
+            V acc0[H], acc1[H];                                                        \\
+            if (j > width - BLOCK)                                                     \\
+                j = width - BLOCK;                                                     \\
+            for (u = 0; u < H; u++) {                                                  \\
+                acc0[u] = (V){0};                                                      \\
+                acc1[u] = (V){0};                                                      \\
+            }                                                                          \\
+            /* image row 0 feeds only output row 0 (kernel row 0) */                   \\
+            for (c = 0; c < kw; c++) {                                                 \\
+                const T* src = row + j + c;                                            \\
+                V w0 = kernel[c] + FC_NEGZERO(V);                                      \\
+                for (u = 0; u < H; u++)                                                \\
+                    acc0[u] += w0 * *(const V*)(src + u * L);                          \\
+            }                                                                          \\
+            /* image rows 1 .. kh - 1 feed row 0 (kernel row r) and row 1 (r - 1) */   \\
+            for (r = 1; r < kh; r++) {                                                 \\
+                const T* w0p = kernel + r * kw;                                        \\
+                const T* w1p = w0p - kw;                                               \\
+                for (c = 0; c < kw; c++) {                                             \\
+                    const T* src = row + r * image_width + j + c;                      \\
+                    V w0 = w0p[c] + FC_NEGZERO(V);                                     \\
+                    V w1 = w1p[c] + FC_NEGZERO(V);                                     \\
+                    for (u = 0; u < H; u++) {                                          \\
+                        V x = *(const V*)(src + u * L);                                \\
+                        FC_KEEP(x);                                                    \\
+                        acc0[u] += w0 * x;                                             \\
+                        acc1[u] += w1 * x;                                             \\
+                    }                                                                  \\
+                }                                                                      \\
+            }                                                                          \\
+            /* image row kh feeds only output row 1 (kernel row kh - 1) */             \\
+            for (c = 0; c < kw; c++) {                                                 \\
+                const T* src = row + kh * image_width + j + c;                         \\
+                V w1 = kernel[(kh - 1) * kw + c] + FC_NEGZERO(V);                      \\
+                for (u = 0; u < H; u++)                                                \\
+                    acc1[u] += w1 * *(const V*)(src + u * L);                          \\
+            }                                                                          \\
+            for (u = 0; u < H; u++) {                                                  \\
+                *(V*)(out + j + u * L) = acc0[u];                                      \\
+                *(V*)(out + stride + j + u * L) = acc1[u];                             \\
+            }                                                                          \\
+        }                                                                              \\
+    }
+    FC_ROW(float, fc_vf, fc_row_float)
+    FC_ROW(double, fc_vd, fc_row_double)
+    FC_ROW2(float, fc_vf, fc_row2_float, fc_row_float)
+    FC_ROW2(double, fc_vd, fc_row2_double, fc_row_double)
+    #else
+    #define FC_ROW(T, NAME)                                                            \\
+    static void NAME(const T* row, Py_ssize_t image_width, const T* kernel,            \\
+                     Py_ssize_t kh, Py_ssize_t kw, T* out, Py_ssize_t width)           \\
+    {                                                                                  \\
+        FC_SCALAR_ROW(T, row, image_width, kernel, kh, kw, out, 0, width);             \\
+    }
+    FC_ROW(float, fc_row_float)
+    FC_ROW(double, fc_row_double)
+    #define FC_ROW2(T, NAME)                                                           \\
+    static void NAME(const T* row, Py_ssize_t image_width, const T* kernel,            \\
+                     Py_ssize_t kh, Py_ssize_t kw, T* out, Py_ssize_t width,           \\
+                     Py_ssize_t stride)                                                \\
+    {                                                                                  \\
+        FC_SCALAR_ROW(T, row, image_width, kernel, kh, kw, out, 0, width);             \\
+        FC_SCALAR_ROW(T, row + image_width, image_width, kernel, kh, kw,               \\
+                      out + stride, 0, width);                                         \\
+    }
+    FC_ROW2(float, fc_row2_float)
+    FC_ROW2(double, fc_row2_double)
+    #endif
+    """
+    void fc_row_float(const float* row, Py_ssize_t image_width, const float* kernel,
+                      Py_ssize_t kh, Py_ssize_t kw, float* out, Py_ssize_t width) noexcept nogil
+    void fc_row_double(const double* row, Py_ssize_t image_width, const double* kernel,
+                       Py_ssize_t kh, Py_ssize_t kw, double* out, Py_ssize_t width) noexcept nogil
+    void fc_row2_float(const float* row, Py_ssize_t image_width, const float* kernel,
+                       Py_ssize_t kh, Py_ssize_t kw, float* out, Py_ssize_t width,
+                       Py_ssize_t stride) noexcept nogil
+    void fc_row2_double(const double* row, Py_ssize_t image_width, const double* kernel,
+                        Py_ssize_t kh, Py_ssize_t kw, double* out, Py_ssize_t width,
+                       Py_ssize_t stride) noexcept nogil
 
 __all__ = ["correlate"]
 
@@ -44,14 +250,15 @@ cdef inline void _add(floating* target, floating weight, const floating* source,
 cdef void _row(
     const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
-    Py_ssize_t row, floating* out, Py_ssize_t out_width,
+    Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
 ) noexcept nogil:
-    # image: the image of this output row's batch; out: the output row.
-    cdef Py_ssize_t start = 0, stop, a, c, j, low, high, source_row
+    # image: the image of this output row's batch; out: the output row, of
+    # which this writes columns [begin, end).
+    cdef Py_ssize_t start = begin, stop, a, c, j, low, high, source_row
     cdef floating weight
     cdef bint inside
-    while start < out_width:
-        stop = min(out_width, start + _COLUMNS)
+    while start < end:
+        stop = min(end, start + _COLUMNS)
         for j in range(start, stop):
             out[j] = 0
         for a in range(kh):
@@ -77,6 +284,86 @@ cdef void _row(
         start = stop
 
 
+cdef void _edge(
+    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
+    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
+    Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
+) noexcept nogil:
+    # Columns [begin, end) of output row ``row``, one element at a time: for the
+    # few columns at the left and right edges, where _row's per-tap set-up
+    # would cost more than the sums.
+    cdef Py_ssize_t j, a, c, source_row, source_column
+    cdef const floating* source
+    cdef const floating* weights
+    cdef floating total
+    for j in range(begin, end):
+        total = 0
+        for a in range(kh):
+            source_row = row + a - top
+            weights = kernel + a * kw
+            if 0 <= source_row < height:
+                source = image + source_row * width
+                for c in range(kw):
+                    source_column = j + c - left
+                    if 0 <= source_column < width:
+                        total += weights[c] * source[source_column]
+                    else:
+                        total += weights[c] * fill
+            else:
+                for c in range(kw):
+                    total += weights[c] * fill
+        out[j] = total
+
+
+cdef inline void _fast_rows(const floating* row, Py_ssize_t image_width,
+                           const floating* kernel, Py_ssize_t kh, Py_ssize_t kw,
+                           floating* out, Py_ssize_t width, Py_ssize_t stride,
+                           bint two) noexcept nogil:
+    if floating is float:
+        if two:
+            fc_row2_float(row, image_width, kernel, kh, kw, out, width, stride)
+        else:
+            fc_row_float(row, image_width, kernel, kh, kw, out, width)
+    else:
+        if two:
+            fc_row2_double(row, image_width, kernel, kh, kw, out, width, stride)
+        else:
+            fc_row_double(row, image_width, kernel, kh, kw, out, width)
+
+
+@cython.cdivision(True)
+cdef void _pair(
+    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
+    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
+    floating* out, Py_ssize_t out_height, Py_ssize_t out_width, Py_ssize_t pairs_per_image,
+    Py_ssize_t pair,
+) noexcept nogil:
+    # Output rows i = 2 * (pair % pairs_per_image) and i + 1 (if any) of image b.
+    # Columns and rows whose taps all fall inside the image go to the vector
+    # kernels; the rest to _row, which adds the fill value for outside taps.
+    cdef Py_ssize_t b = pair // pairs_per_image
+    cdef Py_ssize_t i = 2 * (pair % pairs_per_image)
+    cdef Py_ssize_t n = 2 if i + 1 < out_height else 1
+    cdef Py_ssize_t r, low, high
+    cdef const floating* image_b = image + b * height * width
+    cdef floating* out_i = out + (b * out_height + i) * out_width
+    # Inside columns: 0 <= j - left and j + kw - 1 - left < width.
+    low = min(out_width, left)
+    high = max(low, min(out_width, width - kw + 1 + left))
+    if high > low and i >= top and i + n - 1 - top + kh <= height:
+        _fast_rows(image_b + (i - top) * width + low - left, width, kernel, kh, kw,
+                   out_i + low, high - low, out_width, n == 2)
+        for r in range(n):
+            _edge(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
+                  out_i + r * out_width, 0, low)
+            _edge(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
+                  out_i + r * out_width, high, out_width)
+    else:
+        for r in range(n):
+            _row(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
+                 out_i + r * out_width, 0, out_width)
+
+
 @cython.cdivision(True)
 cdef void _correlate(
     const floating* image, Py_ssize_t batch, Py_ssize_t height, Py_ssize_t width,
@@ -84,16 +371,17 @@ cdef void _correlate(
     floating fill, floating* out, Py_ssize_t out_height, Py_ssize_t out_width,
     int num_threads,
 ) noexcept nogil:
-    cdef Py_ssize_t rows = batch * out_height
-    cdef Py_ssize_t index
-    if num_threads == 1 or rows * out_width * kh * kw < _PARALLEL_MIN_WORK:
-        for index in range(rows):
-            _row(image + (index // out_height) * height * width, height, width, kernel, kh,
-                 kw, top, left, fill, index % out_height, out + index * out_width, out_width)
+    cdef Py_ssize_t pairs_per_image = (out_height + 1) // 2
+    cdef Py_ssize_t pairs = batch * pairs_per_image
+    cdef Py_ssize_t pair
+    if num_threads == 1 or batch * out_height * out_width * kh * kw < _PARALLEL_MIN_WORK:
+        for pair in range(pairs):
+            _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
+                  out_width, pairs_per_image, pair)
         return
-    for index in prange(rows, num_threads=num_threads, schedule="static"):
-        _row(image + (index // out_height) * height * width, height, width, kernel, kh,
-             kw, top, left, fill, index % out_height, out + index * out_width, out_width)
+    for pair in prange(pairs, num_threads=num_threads, schedule="static"):
+        _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
+              out_width, pairs_per_image, pair)
 
 
 @cython.boundscheck(False)

@@ -166,7 +166,10 @@ def test_bad_input(in1, in2, kwargs, error, match):
     # chunk, offsets beyond the image, empty batch
     [(1, 1, 1, 1, 1, 0, 0, 1, 1), (3, 9, 300, 1, 1, 0, 0, 9, 300),
      (2, 60, 700, 3, 3, 2, 2, 62, 702), (1, 40, 2500, 5, 4, 2, 1, 40, 2500),
-     (2, 30, 40, 11, 11, 0, 0, 20, 30), (1, 6, 7, 4, 5, 5, 6, 9, 11), (0, 5, 5, 2, 2, 1, 1, 5, 5)],
+     (2, 30, 40, 11, 11, 0, 0, 20, 30), (1, 6, 7, 4, 5, 5, 6, 9, 11), (0, 5, 5, 2, 2, 1, 1, 5, 5),
+     # widths around one vector and one register block of the Cython kernel, odd heights
+     (1, 7, 17, 2, 2, 0, 0, 6, 16), (2, 9, 140, 3, 3, 1, 1, 9, 140), (1, 8, 9, 1, 2, 0, 0, 8, 8),
+     (3, 5, 300, 5, 7, 0, 0, 1, 294)],
 )
 @pytest.mark.parametrize("fillvalue", [0.0, -1.5])
 @pytest.mark.parametrize("threads", [1, 2])
