@@ -1,6 +1,7 @@
 """convolve2d / correlate2d: scipy.signal equivalence, batches, dtypes, layouts, errors."""
 
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -172,3 +173,27 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, fill
     out = np.full_like(expected, np.nan)
     COMPILED[implementation].correlate(image, kernel, out, top, left, fillvalue, threads)
     assert_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("size", [20, 300], ids=["serial", "threaded"])
+def test_thread_safety(backend, size):
+    """8 threads correlating at once get the results of one thread."""
+    rng = np.random.default_rng(7)
+    images = [rng.standard_normal((size, size)) for _ in range(8)]
+    kernel = rng.standard_normal((5, 5))
+    expected = [fastcalc.correlate2d(image, kernel, "same", backend=backend) for image in images]
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def work(index):
+        barrier.wait()
+        for _ in range(3):
+            results[index] = fastcalc.correlate2d(images[index], kernel, "same", backend=backend)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(result, want)
