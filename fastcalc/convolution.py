@@ -177,10 +177,14 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
     else:
         if padding != "constant":  # the kernels pad with a constant on the fly
             images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
-        result = np.empty((images.shape[0], *shape), dtype=compute)
+        direct = _direct_target(out, (*batch_shape, *shape), compute, (image, kernel),
+                                swapped and not flip)
+        result = np.empty((images.shape[0], *shape), compute) if direct is None else direct
         if result.size:
             correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
             correlate(images, weights, result, top, left, fill, _dispatch.kernel_threads())
+        if direct is not None:
+            return out
     if swapped and not flip:
         result = result[:, ::-1, ::-1]  # scipy's convention for swapped correlation
     return _deliver(result.reshape(*batch_shape, *shape), out, result_dtype)
@@ -224,6 +228,21 @@ def _fast_length(n: int) -> int:
             three *= 3
         five *= 5
     return best
+
+
+def _direct_target(out, shape, dtype, inputs, reversed_result):
+    """``out`` as the (B, Ho, Wo) array the kernel writes into, if it can; else None.
+
+    It can when ``out`` is valid, C-contiguous, native, of the compute dtype,
+    overlaps no input, and the result needs no reversal afterwards.
+    """
+    if (out is None or reversed_result or type(out) is not np.ndarray or out.dtype != dtype
+            or not out.flags.c_contiguous):
+        return None
+    _validate.check_out(out, shape, dtype)
+    if any(np.may_share_memory(out, array) for array in inputs):
+        return None
+    return out.reshape(-1, *shape[-2:])
 
 
 def _deliver(result, out, result_dtype):

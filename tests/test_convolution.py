@@ -125,6 +125,17 @@ def test_out():
     np.testing.assert_allclose(out, fastcalc.correlate2d(image, kernel, "valid"), rtol=1e-15)
     with pytest.raises(ValueError, match="shape"):
         fastcalc.correlate2d(image, kernel, "valid", out=np.empty((3, 7, 7)))
+    expected = fastcalc.correlate2d(image, kernel, "same")
+    strided = np.empty((3, 8, 16))[:, :, ::2]
+    assert fastcalc.correlate2d(image, kernel, "same", out=strided) is strided
+    np.testing.assert_allclose(strided, expected, rtol=1e-15)
+    in_place = image.copy()  # out is the input itself: the result must not read itself
+    assert fastcalc.correlate2d(in_place, kernel, "same", out=in_place) is in_place
+    np.testing.assert_allclose(in_place, expected, rtol=1e-15)
+    as_float16 = np.empty((3, 8, 8), np.float16)
+    fastcalc.correlate2d(image.astype(np.float16), kernel.astype(np.float16), "same",
+                         out=as_float16)
+    np.testing.assert_allclose(as_float16, expected, rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize(
