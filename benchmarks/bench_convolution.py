@@ -1,9 +1,11 @@
-"""pytest-benchmark suite: correlate2d on every backend next to scipy, OpenCV and torch.
+"""pytest-benchmark suite: the convolution family next to scipy, OpenCV and torch.
 
-Run: ``pytest benchmarks/bench_convolution.py``.  One group per kernel size,
-mode and dtype on a 2048 x 2048 image; ``extra_info`` carries the FLOPs
-(2 * kh * kw * Ho * Wo) so GFLOP/s can be derived from the JSON.  Plus the
-seed's slide-10 Python loop at 64 x 64 against fastcalc.
+Run: ``pytest benchmarks/bench_convolution.py``.  correlate2d: one group per
+kernel size, mode and dtype on a 2048 x 2048 image.  The CNN layer: x (32,
+16, 64, 64), w (32, 16, 3, 3), float32, forward and forward + backward, every
+backend next to torch.  ``extra_info`` carries the FLOPs and the measured
+peak, so GFLOP/s and the share of peak can be derived from the JSON.  Plus
+the seed's slide-10 Python loop at 64 x 64 against fastcalc.
 """
 
 import numpy as np
@@ -14,6 +16,7 @@ from fastcalc import _bench
 from fastcalc.reference import convolution as reference
 
 CASES = _bench.convolution_cases((2048,), ("float32", "float64"), (3, 5, 11), ("valid", "same"))
+LAYER_CASES = _bench.conv2d_cases()
 
 
 @pytest.mark.parametrize(
@@ -22,6 +25,17 @@ CASES = _bench.convolution_cases((2048,), ("float32", "float64"), (3, 5, 11), ("
 def test_correlate2d(benchmark, case):
     benchmark.group = f"{case.kernel} {case.dtype} {case.size}x{case.size}"
     benchmark.extra_info["flops"] = case.flops
+    benchmark.extra_info["peak_gflop_per_s"] = _bench.peak_gflop_per_s(case.dtype)
+    benchmark(case.function)
+
+
+@pytest.mark.parametrize(
+    "case", LAYER_CASES, ids=[f"{c.kernel}-{c.dtype}-{c.implementation}" for c in LAYER_CASES]
+)
+def test_conv2d_layer(benchmark, case):
+    benchmark.group = f"{case.kernel} {case.dtype}"
+    benchmark.extra_info["flops"] = case.flops
+    benchmark.extra_info["peak_gflop_per_s"] = _bench.peak_gflop_per_s(case.dtype)
     benchmark(case.function)
 
 

@@ -21,11 +21,13 @@ from fastcalc._dispatch import (
     use_backend,
 )
 from fastcalc.activations import sigmoid, sigmoid_derivative
-from fastcalc.convolution import convolve2d, correlate2d
+from fastcalc.convolution import conv2d, conv2d_backward, convolve2d, correlate2d
 
 __all__ = [
     "__version__",
     "available_backends",
+    "conv2d",
+    "conv2d_backward",
     "convolve2d",
     "correlate2d",
     "get_backend",

@@ -18,7 +18,8 @@ import numpy as np
 
 from fastcalc import _dispatch
 
-__all__ = ["Case", "Result", "activation_cases", "format_table", "run"]
+__all__ = ["Case", "Result", "activation_cases", "conv2d_cases", "convolution_cases",
+           "format_table", "peak_gflop_per_s", "run"]
 
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
@@ -71,21 +72,24 @@ class Result:
 
 
 def peak_gflop_per_s(dtype: str) -> float | None:
-    """Nominal peak of this machine: cores x 2 FMA units x SIMD lanes x 2 x GHz.
+    """This machine's measured peak on ``get_num_threads()`` threads, in GFLOP/s.
 
-    Lanes from numpy's CPU features (AVX-512: 64 bytes, AVX2: 32); the clock
-    from /proc/cpuinfo (Linux only; None elsewhere).  An estimate to put
-    GFLOP/s in proportion, not a measurement.
+    Measured once per dtype and thread count by the compiled FMA probe
+    (``fastcalc._cython`` ``peak_gflop_per_s``): a formula from the CPU's
+    features would have to know the width and number of its FMA units (Zen 4
+    runs AVX-512 at the rate of AVX2) and its boost clock.  None without the
+    Cython extensions.
     """
+    return _measured_peak(np.dtype(dtype).itemsize, _dispatch.get_num_threads())
+
+
+@functools.cache
+def _measured_peak(itemsize: int, threads: int) -> float | None:
     try:
-        with open("/proc/cpuinfo") as handle:
-            mhz = max(float(line.split(":")[1]) for line in handle if line.startswith("cpu MHz"))
-        from numpy._core._multiarray_umath import __cpu_features__ as features
-    except (OSError, ValueError, ImportError):
+        module = _dispatch._module("cython", "convolution")
+    except RuntimeError:
         return None
-    vector_bytes = 64 if features.get("AVX512F") else 32 if features.get("FMA3") else 16
-    lanes = vector_bytes // np.dtype(dtype).itemsize
-    return _dispatch.get_num_threads() * 2 * lanes * 2 * mhz / 1e3
+    return module.peak_gflop_per_s(itemsize, threads)
 
 
 def _peer_torch():
@@ -227,6 +231,75 @@ def _convolution_group(image: np.ndarray, kernel: np.ndarray, mode: str) -> list
         Case(name, str(image.dtype), size, implementation, function, moved, note, flops)
         for implementation, (function, note) in implementations.items()
     ]
+
+
+def conv2d_cases(
+    batch: int = 32, channels: int = 16, size: int = 64, filters: int = 32, kernel_size: int = 3,
+    dtypes: Iterable[str] = ("float32",), seed: int = 0,
+) -> list[Case]:
+    """Cases for the CNN layer (stride 1, "same" padding): forward, and forward + backward.
+
+    Peers: torch.nn.functional.conv2d, forward under ``no_grad`` and forward +
+    ``backward`` through autograd, when torch is installed.  A forward pass
+    counts 2 * N * F * C * kh * kw * Ho * Wo FLOPs; forward + backward three
+    times that (the input and weight gradients cost one forward each).
+    """
+    import fastcalc
+
+    rng = np.random.default_rng(seed)
+    padding = kernel_size // 2
+    torch = _peer_torch()
+    cases = []
+    for dtype in dtypes:
+        x = rng.standard_normal((batch, channels, size, size)).astype(dtype)
+        weight = rng.standard_normal((filters, channels, kernel_size, kernel_size)).astype(dtype)
+        bias = rng.standard_normal(filters).astype(dtype)
+        out_size = size + 2 * padding - kernel_size + 1
+        grad_out = rng.standard_normal((batch, filters, out_size, out_size)).astype(dtype)
+        shape = f"x{x.shape} w{weight.shape}".replace(" ", "")
+        forward = {f"fastcalc {backend}": functools.partial(
+            fastcalc.conv2d, x, weight, bias, 1, padding, backend=backend)
+            for backend in fastcalc.available_backends()}
+        both = {f"fastcalc {backend}": functools.partial(
+            _conv2d_forward_backward, x, weight, bias, grad_out, padding, backend)
+            for backend in fastcalc.available_backends()}
+        if torch is not None:
+            forward["torch conv2d"], both["torch conv2d"] = _torch_conv2d(
+                torch, x, weight, bias, grad_out, padding)
+        flops = 2 * batch * filters * channels * kernel_size**2 * out_size**2
+        moved = x.nbytes + weight.nbytes + grad_out.nbytes
+        for kernel, implementations, factor in (("conv2d forward", forward, 1),
+                                                ("conv2d forward+backward", both, 3)):
+            cases += [Case(f"{kernel} {shape}", dtype, batch, name, function, moved * factor,
+                           "", flops * factor)
+                      for name, function in implementations.items()]
+    return cases
+
+
+def _conv2d_forward_backward(x, weight, bias, grad_out, padding, backend):
+    import fastcalc
+
+    fastcalc.conv2d(x, weight, bias, 1, padding, backend=backend)
+    return fastcalc.conv2d_backward(grad_out, x, weight, 1, padding, backend=backend)
+
+
+def _torch_conv2d(torch, x, weight, bias, grad_out, padding):
+    """torch's forward (no autograd) and forward + backward, as two callables."""
+    conv2d = torch.nn.functional.conv2d
+    tx, tweight, tbias = (torch.from_numpy(a) for a in (x, weight, bias))
+    leaves = [tensor.clone().requires_grad_() for tensor in (tx, tweight, tbias)]
+    tgrad = torch.from_numpy(grad_out)
+
+    def forward():
+        with torch.no_grad():
+            return conv2d(tx, tweight, tbias, padding=padding)
+
+    def forward_backward():
+        for leaf in leaves:
+            leaf.grad = None
+        conv2d(*leaves, padding=padding).backward(tgrad)
+
+    return forward, forward_backward
 
 
 def _threaded_copy(out: np.ndarray, x: np.ndarray) -> None:

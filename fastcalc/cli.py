@@ -10,7 +10,7 @@ import sys
 __all__ = ["main"]
 
 _ACTIVATIONS = ("sigmoid", "sigmoid_derivative")
-_KERNELS = (*_ACTIVATIONS, "correlate2d")
+_KERNELS = (*_ACTIVATIONS, "correlate2d", "conv2d")
 
 
 def _positive_int(text: str) -> int:
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Time every kernel on every available backend next to the peers a user "
         "would pick instead (numpy, scipy, OpenCV, torch when installed) and print a Markdown "
         "table: median time per call, speed-up over the numpy reference, throughput (GB/s for "
-        "elementwise kernels, GFLOP/s and share of the nominal peak for convolutions), and "
+        "elementwise kernels, GFLOP/s and share of the measured peak for convolutions), and "
         "the ratio to a plain memory copy of the same bytes (the limit of an elementwise "
         "kernel).",
     )
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="N", help="side of the N x N convolution images (default: 1024)")
     bench.add_argument("--kernel-sizes", type=_positive_int, nargs="+", default=[3, 5, 11],
                        metavar="K", help="side of the K x K convolution kernels (default: 3 5 11)")
+    bench.add_argument("--batch", type=_positive_int, default=32, metavar="N",
+                       help="batch of the CNN layer x (N, 16, 64, 64), w (32, 16, 3, 3) "
+                       "(default: 32)")
     bench.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                        help="dtype to time (default: all)")
     bench.add_argument("--kernels", nargs="+", choices=_KERNELS, default=list(_KERNELS),
@@ -77,6 +80,8 @@ def _bench(args: argparse.Namespace) -> int:
     cases = _bench.activation_cases(args.sizes, dtypes, activations) if activations else []
     if "correlate2d" in args.kernels:
         cases += _bench.convolution_cases(args.image_sizes, dtypes, args.kernel_sizes)
+    if "conv2d" in args.kernels:
+        cases += _bench.conv2d_cases(batch=args.batch, dtypes=dtypes)
     results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
                          progress=None if args.quiet else _progress)
     machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "

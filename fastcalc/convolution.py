@@ -1,4 +1,9 @@
-"""2-D convolution and correlation: drop-ins for scipy.signal, with batches and threads."""
+"""2-D convolution and correlation: drop-ins for scipy.signal, and the CNN layer.
+
+``convolve2d`` / ``correlate2d`` are ``scipy.signal``'s functions with batches,
+float32 and threads; ``conv2d`` / ``conv2d_backward`` are the convolution layer
+of a CNN (``torch.nn.functional.conv2d`` and its gradients).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from numpy.typing import ArrayLike
 
 from fastcalc import _dispatch, _validate
 
-__all__ = ["convolve2d", "correlate2d"]
+__all__ = ["conv2d", "conv2d_backward", "convolve2d", "correlate2d"]
 
 _AUTO_ORDER = ("cython", "numba", "numpy")
 _MODES = ("full", "same", "valid")
@@ -251,3 +256,214 @@ def _deliver(result, out, result_dtype):
     _validate.check_out(out, result.shape, result_dtype)
     np.copyto(out, result, casting="unsafe")
     return out
+
+
+def conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    *,
+    backend: str | None = None,
+) -> np.ndarray:
+    """The convolution layer of a CNN, like ``torch.nn.functional.conv2d``.
+
+    ``out[n, f, i, j] = bias[f] + sum over c, a, b of weight[f, c, a, b] *
+    xp[n, c, i * sh + a, j * sw + b]``, where ``xp`` is ``x`` with ``padding``
+    rows and columns of zeros on each side: a cross-correlation, as in every
+    deep-learning framework (the kernel is not flipped).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+        A batch of N images with C channels.
+    weight : array_like, shape (F, C, kh, kw)
+        F filters over the C channels.
+    bias : array_like, shape (F,), optional
+        Added to every output position of each filter.
+    stride : int or (int, int)
+        Step (sh, sw) between output positions; at least 1.
+    padding : int or (int, int)
+        Zero rows (ph) and columns (pw) added on each side; at least 0.
+    backend : {"auto", "numpy", "numba", "cython"}, optional
+        Overrides :func:`fastcalc.get_backend`.  numpy is im2col and a matrix
+        product; Numba and Cython pad each image into a small buffer and sum
+        the taps in vector registers, threads sharing out the images.
+
+    Returns
+    -------
+    ndarray, shape (N, F, Ho, Wo)
+        ``Ho = (H + 2 ph - kh) // sh + 1`` and ``Wo`` likewise.  The dtype
+        numpy's promotion gives the inputs (``np.result_type``): float32
+        stays float32, float16 is computed in float32 and returned as
+        float16, integers and bool alone give float64.
+
+    Raises
+    ------
+    TypeError
+        A complex or non-numeric input, or a stride or padding that is not
+        an integer.
+    ValueError
+        ``x`` or ``weight`` not 4-D, their channel counts differing, ``bias``
+        not of shape (F,), an empty kernel or one larger than the padded
+        input, ``stride`` < 1, ``padding`` < 0.
+
+    Notes
+    -----
+    Padding contributes ``0 * weight``: like torch, an infinite weight gives
+    NaN where it meets the padding.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcalc
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fastcalc.conv2d(x, np.ones((1, 1, 2, 2)), bias=np.array([0.5]), stride=2)
+    array([[[[10.5, 18.5],
+             [42.5, 50.5]]]])
+    """
+    layer = _Layer(x, weight, bias, stride, padding)
+    out = np.empty(layer.out_shape, layer.compute)
+    if out.size:
+        kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+        kernel(layer.x, layer.weight, layer.bias, out, layer.stride, (1, 1), layer.padding,
+               _dispatch.kernel_threads())
+    return out.astype(layer.result_dtype, copy=False)
+
+
+def conv2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    *,
+    backend: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d`: backpropagation through the layer.
+
+    The exact gradients of ``sum(grad_out * conv2d(x, weight, bias, stride,
+    padding))`` with respect to ``x``, ``weight`` and ``bias`` (the bias
+    itself does not enter them), as torch's autograd computes them.
+
+    Parameters
+    ----------
+    grad_out : array_like, shape (N, F, Ho, Wo)
+        The gradient of the loss with respect to the layer's output.
+    x, weight, stride, padding, backend
+        As in :func:`conv2d`, the values of the forward pass.
+
+    Returns
+    -------
+    grad_x : ndarray, shape (N, C, H, W)
+    grad_weight : ndarray, shape (F, C, kh, kw)
+    grad_bias : ndarray, shape (F,)
+        In the dtype :func:`conv2d` returns for ``x`` and ``weight``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv2d`; and ValueError if ``grad_out`` does not have the
+        shape of the layer's output.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcalc
+    >>> x, weight = np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))
+    >>> grad_x, grad_weight, grad_bias = fastcalc.conv2d_backward(
+    ...     np.ones((1, 1, 2, 2)), x, weight)
+    >>> grad_x[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> grad_weight[0, 0], grad_bias
+    (array([[4., 4.],
+           [4., 4.]]), array([4.]))
+    """
+    layer = _Layer(x, weight, None, stride, padding, grad_out)
+    gradient = layer.grad_out
+    (kh, kw), (ph, pw) = layer.weight.shape[2:], layer.padding
+    grad_x = np.empty(layer.x.shape, layer.compute)
+    grad_weight = np.empty(layer.weight.shape, layer.compute)
+    threads = _dispatch.kernel_threads()
+    if grad_x.size and gradient.size:
+        # The input gradient scatters grad_out back through the windows: a
+        # stride-1 correlation of grad_out, spread out by the stride and padded,
+        # with the flipped filters, input and output channels swapped.
+        flipped = np.ascontiguousarray(layer.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+        kernel(gradient, flipped, np.zeros(flipped.shape[0], layer.compute), grad_x, (1, 1),
+               layer.stride, (kh - 1 - ph, kw - 1 - pw), threads)
+    else:
+        grad_x[...] = 0
+    if grad_weight.size and gradient.size:
+        kernel = _dispatch.kernel("convolution", "conv2d_grad_weight", backend, _AUTO_ORDER)
+        kernel(gradient, layer.x, grad_weight, layer.stride, layer.padding, threads)
+    else:
+        grad_weight[...] = 0
+    grad_bias = gradient.sum(axis=(0, 2, 3))
+    dtype = layer.result_dtype
+    return (grad_x.astype(dtype, copy=False), grad_weight.astype(dtype, copy=False),
+            grad_bias.astype(dtype, copy=False))
+
+
+class _Layer:
+    """The validated arguments of a conv2d call: contiguous, native, one dtype."""
+
+    def __init__(self, x, weight, bias, stride, padding, grad_out=None):
+        named = {"x": x, "weight": weight}
+        if bias is not None:
+            named["bias"] = bias
+        if grad_out is not None:
+            named["grad_out"] = grad_out
+        arrays = {name: np.asarray(value) for name, value in named.items()}
+        for name, array in arrays.items():
+            if array.dtype.kind == "c":
+                raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes real "
+                                "convolutions only")
+            _validate.compute_dtype(array.dtype, name)
+        self.compute, self.result_dtype = _validate.compute_dtype(
+            np.result_type(*arrays.values()), " and ".join(arrays))
+        image, filters = arrays["x"], arrays["weight"]
+        if image.ndim != 4:
+            raise ValueError(f"x must have shape (N, C, H, W), got {image.shape}")
+        if filters.ndim != 4:
+            raise ValueError(f"weight must have shape (F, C, kh, kw), got {filters.shape}")
+        if filters.shape[1] != image.shape[1]:
+            raise ValueError(f"weight {filters.shape} expects {filters.shape[1]} input channels, "
+                             f"but x {image.shape} has {image.shape[1]}")
+        if bias is not None and arrays["bias"].shape != filters.shape[:1]:
+            raise ValueError(f"bias must have shape ({filters.shape[0]},) for weight "
+                             f"{filters.shape}, got {arrays['bias'].shape}")
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        (kh, kw), (height, width) = filters.shape[2:], image.shape[2:]
+        padded = (height + 2 * self.padding[0], width + 2 * self.padding[1])
+        if kh == 0 or kw == 0 or kh > padded[0] or kw > padded[1]:
+            raise ValueError(f"the kernel of weight {filters.shape} must be non-empty and fit "
+                             f"in the padded input of x {image.shape}: {padded[0]} x {padded[1]} "
+                             f"with padding {self.padding}")
+        self.out_shape = (image.shape[0], filters.shape[0],
+                          (padded[0] - kh) // self.stride[0] + 1,
+                          (padded[1] - kw) // self.stride[1] + 1)
+        if grad_out is not None and arrays["grad_out"].shape != self.out_shape:
+            raise ValueError(f"grad_out must have the shape of the layer's output "
+                             f"{self.out_shape} (x {image.shape}, weight {filters.shape}, "
+                             f"stride {self.stride}, padding {self.padding}), "
+                             f"got {arrays['grad_out'].shape}")
+        contiguous = {name: np.ascontiguousarray(array, dtype=self.compute)
+                      for name, array in arrays.items()}
+        self.x, self.weight = contiguous["x"], contiguous["weight"]
+        self.bias = contiguous.get("bias", np.zeros(filters.shape[0], self.compute))
+        self.grad_out = contiguous.get("grad_out")
+
+
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as a pair."""
+    pair = (value, value) if np.ndim(value) == 0 else tuple(np.asarray(value).tolist())
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])

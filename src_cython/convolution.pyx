@@ -13,12 +13,22 @@ rows of the pair.  The rows and columns near the border, whose taps reach
 outside the image, add ``kernel[a, c] * fillvalue`` for those taps instead,
 so no padded copy of the image is made.
 
+The CNN layer's ``conv2d(x, weight, bias, out, stride, upsample, pad,
+num_threads)`` and ``conv2d_grad_weight(grad_out, x, grad_weight, stride, pad,
+num_threads)`` (same contract as the reference) run the C kernels of
+conv2d.h on work items of one image and one group of filters; each thread
+takes a contiguous range of items, so it pads each of its images into its
+canvas once.  Weight gradients go to one partial sum per thread, added up
+at the end (deterministic for a given thread count).
+
 setup.py compiles this file once per instruction set; :func:`fastcalc._cython.load`
 imports the best one the CPU runs.
 """
 
 cimport cython
 from cython.parallel cimport prange
+
+import numpy as np
 
 from _fused cimport floating
 from _openmp cimport FASTCALC_OPENMP
@@ -35,41 +45,16 @@ from _openmp cimport FASTCALC_OPENMP
 # narrower than a vector scalar code.
 cdef extern from *:
     """
-    #include <stddef.h>
+    #include "vectors.h"
 
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FC_VECTOR 1
-    #if defined(__AVX512F__)
-    #define FC_VBYTES 64
-    #elif defined(__AVX__)
-    #define FC_VBYTES 32
-    #else
-    #define FC_VBYTES 16
-    #endif
-    /* Unaligned, aliasing vector types: loads and stores through them are
-       vmovups/movups of any address. */
-    typedef float fc_vf __attribute__((vector_size(FC_VBYTES), aligned(4), may_alias));
-    typedef double fc_vd __attribute__((vector_size(FC_VBYTES), aligned(8), may_alias));
+    #if FC_VECTOR
     #define FC_NACC 8
-    /* w + FC_NEGZERO(V) broadcasts w exactly (x + -0 == x for every x, so
-       the compiler drops the addition; with +0 it must keep it for -0). */
-    #define FC_NEGZERO(V) (-(V){0})
     /* Two-row blocks: FC_H vectors of columns per row, 2 * FC_H sums. */
     #if FC_VBYTES == 64
     #define FC_H 8
     #else
     #define FC_H 4
     #endif
-    /* FC_KEEP(x): x is in a register from here on.  Without it GCC folds the
-       load of an image vector into both rows' FMAs as a memory operand, and
-       loads it twice. */
-    #if defined(__x86_64__) || defined(__i386__)
-    #define FC_KEEP(x) __asm__("" : "+v"(x))
-    #else
-    #define FC_KEEP(x) ((void)0)
-    #endif
-    #else
-    #define FC_VECTOR 0
     #endif
 
     #define FC_SCALAR_ROW(T, row, image_width, kernel, kh, kw, out, start, stop)       \\
@@ -229,7 +214,30 @@ cdef extern from *:
                         Py_ssize_t kh, Py_ssize_t kw, double* out, Py_ssize_t width,
                        Py_ssize_t stride) noexcept nogil
 
-__all__ = ["correlate"]
+cdef extern from "conv2d.h" nogil:
+    ctypedef struct fc_geometry:
+        Py_ssize_t channels, height, width, filters, kh, kw, out_height, out_width
+        Py_ssize_t sh, sw, uh, uw, top, left, canvas_height, canvas_width, phase_width
+    const Py_ssize_t FC_CONV_FB
+    void fc_canvas_size(fc_geometry* g)
+    Py_ssize_t fc_canvas_elements(const fc_geometry* g)
+    void fc_canvas_float(const float* image, const fc_geometry* g, float* canvas)
+    void fc_canvas_double(const double* image, const fc_geometry* g, double* canvas)
+    void fc_conv_item_float(const float* canvas, const fc_geometry* g, const float* weight,
+                            const float* bias, float* out, Py_ssize_t f0, Py_ssize_t f1)
+    void fc_conv_item_double(const double* canvas, const fc_geometry* g, const double* weight,
+                             const double* bias, double* out, Py_ssize_t f0, Py_ssize_t f1)
+    void fc_gw_item_float(const float* canvas, const fc_geometry* g, const float* grad,
+                          float* partial, Py_ssize_t f0, Py_ssize_t f1)
+    void fc_gw_item_double(const double* canvas, const fc_geometry* g, const double* grad,
+                           double* partial, Py_ssize_t f0, Py_ssize_t f1)
+
+cdef extern from "vectors.h" nogil:
+    const int FC_PROBE_CHAINS
+    float fc_fma_probe_float(long iterations, int* lanes)
+    double fc_fma_probe_double(long iterations, int* lanes)
+
+__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "peak_gflop_per_s"]
 
 OPENMP = FASTCALC_OPENMP
 
@@ -406,3 +414,162 @@ def correlate(image, kernel, out, Py_ssize_t top, Py_ssize_t left, double fillva
         _apply[float](image, kernel, out, top, left, <float>fillvalue, num_threads)
     else:
         _apply[double](image, kernel, out, top, left, fillvalue, num_threads)
+
+
+cdef fc_geometry _geometry(tuple image_shape, tuple weight_shape, tuple out_shape, tuple stride,
+                           tuple upsample, tuple pad):
+    cdef fc_geometry g
+    g.channels, g.height, g.width = image_shape[1], image_shape[2], image_shape[3]
+    g.filters, g.kh, g.kw = weight_shape[0], weight_shape[2], weight_shape[3]
+    g.out_height, g.out_width = out_shape[2], out_shape[3]
+    g.sh, g.sw = stride
+    g.uh, g.uw = upsample
+    g.top, g.left = pad
+    fc_canvas_size(&g)
+    return g
+
+
+cdef int _layer_threads(const fc_geometry* g, Py_ssize_t items, int num_threads):
+    """How many threads to share ``items`` among (1 if the work is too small)."""
+    cdef Py_ssize_t work = (items * FC_CONV_FB * g.out_height * g.out_width * g.channels
+                            * g.kh * g.kw)
+    if num_threads <= 1 or work < _PARALLEL_MIN_WORK:
+        return 1
+    return <int>min(num_threads, items)
+
+
+@cython.cdivision(True)
+cdef void _layer_items(
+    bint weight_gradient, const floating* images, const fc_geometry* g, const floating* weight,
+    const floating* bias, floating* out, floating* canvas, Py_ssize_t first, Py_ssize_t last,
+) noexcept nogil:
+    # Items [first, last): item = n * groups + group covers image n and filters
+    # [group * FC_CONV_FB, ...).  conv2d: weight and bias as named, out the
+    # output batch.  Weight gradient: weight is grad_out, out the partial sum.
+    cdef Py_ssize_t groups = (g.filters + FC_CONV_FB - 1) // FC_CONV_FB
+    cdef Py_ssize_t image_size = g.channels * g.height * g.width
+    cdef Py_ssize_t out_size = g.filters * g.out_height * g.out_width
+    cdef Py_ssize_t item, n, f0, f1, current = -1
+    for item in range(first, last):
+        n = item // groups
+        if n != current:
+            if floating is float:
+                fc_canvas_float(images + n * image_size, g, canvas)
+            else:
+                fc_canvas_double(images + n * image_size, g, canvas)
+            current = n
+        f0 = item % groups * FC_CONV_FB
+        f1 = min(g.filters, f0 + FC_CONV_FB)
+        if weight_gradient:
+            if floating is float:
+                fc_gw_item_float(canvas, g, weight + n * out_size, out, f0, f1)
+            else:
+                fc_gw_item_double(canvas, g, weight + n * out_size, out, f0, f1)
+        elif floating is float:
+            fc_conv_item_float(canvas, g, weight, bias, out + n * out_size, f0, f1)
+        else:
+            fc_conv_item_double(canvas, g, weight, bias, out + n * out_size, f0, f1)
+
+
+cdef void _share_items(
+    bint weight_gradient, const floating* images, const fc_geometry* g, const floating* weight,
+    const floating* bias, floating* out, Py_ssize_t out_stride, floating* canvas,
+    Py_ssize_t canvas_stride, Py_ssize_t items, int threads,
+) noexcept nogil:
+    # Thread t takes items [t * items / threads, (t + 1) * items / threads), its
+    # canvas and (weight gradient) its partial sum at out + t * out_stride.
+    cdef Py_ssize_t t
+    if threads == 1:
+        _layer_items(weight_gradient, images, g, weight, bias, out, canvas, 0, items)
+        return
+    for t in prange(threads, num_threads=threads, schedule="static"):
+        _layer_items(weight_gradient, images, g, weight, bias, out + t * out_stride,
+                     canvas + t * canvas_stride, t * items // threads,
+                     (t + 1) * items // threads)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef _conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
+             const floating[::1] bias, floating[:, :, :, ::1] out, fc_geometry g, int num_threads):
+    cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
+    cdef int threads = _layer_threads(&g, items, num_threads)
+    cdef floating[:, ::1] canvas = np.empty((threads, fc_canvas_elements(&g)), out.base.dtype)
+    with nogil:
+        _share_items(False, &x[0, 0, 0, 0], &g, &weight[0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0],
+                     0, &canvas[0, 0], canvas.shape[1], items, threads)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef _conv2d_grad_weight(const floating[:, :, :, ::1] grad_out, const floating[:, :, :, ::1] x,
+                         floating[:, ::1] partial, fc_geometry g, int threads):
+    cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
+    cdef floating[:, ::1] canvas = np.empty((threads, fc_canvas_elements(&g)), partial.base.dtype)
+    with nogil:
+        _share_items(True, &x[0, 0, 0, 0], &g, &grad_out[0, 0, 0, 0], NULL, &partial[0, 0],
+                     partial.shape[1], &canvas[0, 0], canvas.shape[1], items, threads)
+
+
+def conv2d(x, weight, bias, out, tuple stride, tuple upsample, tuple pad, int num_threads):
+    """out[n, f] = bias[f] + correlation of the canvas of x[n] with weight[f]; see the reference."""
+    if out.size == 0:
+        return
+    cdef fc_geometry g = _geometry(x.shape, weight.shape, out.shape, stride, upsample, pad)
+    if x.itemsize == 4:
+        _conv2d[float](x, weight, bias, out, g, num_threads)
+    else:
+        _conv2d[double](x, weight, bias, out, g, num_threads)
+
+
+def conv2d_grad_weight(grad_out, x, grad_weight, tuple stride, tuple pad, int num_threads):
+    """grad_weight[f, c, a, b] = sum of grad_out[n, f, i, j] * canvas of x; see the reference."""
+    if grad_out.size == 0 or grad_weight.size == 0:
+        grad_weight[...] = 0
+        return
+    cdef fc_geometry g = _geometry(x.shape, grad_weight.shape, grad_out.shape, stride, (1, 1),
+                                   pad)
+    cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
+    cdef int threads = _layer_threads(&g, items, num_threads)
+    partial = np.zeros((threads, grad_weight.size), grad_weight.dtype)
+    if x.itemsize == 4:
+        _conv2d_grad_weight[float](grad_out, x, partial, g, threads)
+    else:
+        _conv2d_grad_weight[double](grad_out, x, partial, g, threads)
+    np.sum(partial, axis=0, out=grad_weight.reshape(-1))
+
+
+cdef double _probe(int itemsize, long iterations, int* lanes) noexcept nogil:
+    if itemsize == 4:
+        return fc_fma_probe_float(iterations, lanes)
+    return fc_fma_probe_double(iterations, lanes)
+
+
+def peak_gflop_per_s(int itemsize, int num_threads, double seconds=0.02):
+    """Measured peak of this build on ``num_threads`` cores, in GFLOP/s.
+
+    Every thread runs independent chains of vector multiply-adds (the probe
+    in vectors.h) for about ``seconds``; the best of three runs counts.  For
+    ``itemsize`` 4 (float32) or 8 (float64).
+    """
+    import time
+
+    cdef int lanes = 1, t
+    cdef long iterations = 1 << 14
+    # Each thread's sum is kept, so that the compiler cannot drop the loop.
+    cdef double[::1] sums = np.zeros(num_threads)
+    best = 0.0
+    while True:  # calibrate: long enough to time, short enough to be cheap
+        start = time.perf_counter()
+        sums[0] = _probe(itemsize, iterations, &lanes)
+        if time.perf_counter() - start >= seconds / 4:
+            break
+        iterations *= 2
+    for _ in range(3):
+        start = time.perf_counter()
+        with nogil:
+            for t in prange(num_threads, num_threads=num_threads, schedule="static"):
+                sums[t] = _probe(itemsize, iterations, NULL)
+        elapsed = time.perf_counter() - start
+        best = max(best, 2.0 * FC_PROBE_CHAINS * lanes * iterations * num_threads / elapsed / 1e9)
+    return best

@@ -36,8 +36,29 @@ def test_bench_covers_convolution(capsys):
     assert "| fastcalc numpy" in table and "| fastcalc auto" in table
 
 
+def test_bench_covers_the_cnn_layer(capsys):
+    assert cli.main(["bench", "--kernels", "conv2d", "--batch", "1", "--dtype", "float32",
+                     "--repeat", "1", "--min-time", "0", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    for group in ("conv2d forward x(1,16,64,64)w(32,16,3,3)",
+                  "conv2d forward+backward x(1,16,64,64)w(32,16,3,3)"):
+        assert f"| {group}" in table
+    assert "| fastcalc numpy" in table and "| fastcalc auto" in table and "GFLOP/s" in table
+
+
+def test_the_peak_is_measured_and_plausible():
+    from fastcalc import _bench
+
+    peak = _bench.peak_gflop_per_s("float32")
+    if peak is None:
+        pytest.skip("no Cython extensions: no peak probe")
+    # At least one scalar multiply-add per cycle at 0.5 GHz; under 100 TFLOP/s.
+    assert 1.0 < peak < 1e5
+    assert _bench.peak_gflop_per_s("float64") < peak
+
+
 @pytest.mark.parametrize("argument", [["--sizes", "0"], ["--sizes", "1.5"], ["--dtype", "int8"],
-                                      ["--kernels", "tanh"]])
+                                      ["--kernels", "tanh"], ["--batch", "0"]])
 def test_bench_rejects_bad_options(argument):
     with pytest.raises(SystemExit) as error:
         cli.main(["bench", *argument])
