@@ -75,7 +75,8 @@ def peak_gflop_per_s(dtype: str) -> float | None:
     """This machine's measured peak on ``get_num_threads()`` threads, in GFLOP/s.
 
     Measured once per dtype and thread count by the compiled FMA probe
-    (``fastcalc._cython`` ``peak_gflop_per_s``): a formula from the CPU's
+    (``fma_probe`` of the Cython convolution module, one call per thread, all
+    at once, the GIL released): a formula from the CPU's
     features would have to know the width and number of its FMA units (Zen 4
     runs AVX-512 at the rate of AVX2) and its boost clock.  None without the
     Cython extensions.
@@ -84,12 +85,39 @@ def peak_gflop_per_s(dtype: str) -> float | None:
 
 
 @functools.cache
-def _measured_peak(itemsize: int, threads: int) -> float | None:
+def _measured_peak(itemsize: int, threads: int, seconds: float = 0.05) -> float | None:
+    """Best of three runs of the FMA probe on ``threads`` threads at once."""
+    import threading
+
     try:
-        module = _dispatch._module("cython", "convolution")
+        probe = _dispatch._module("cython", "convolution").fma_probe
     except RuntimeError:
         return None
-    return module.peak_gflop_per_s(itemsize, threads)
+    iterations = 1 << 12
+    while True:  # calibrate one thread's run to about seconds / 3
+        start = time.perf_counter()
+        probe(itemsize, iterations)
+        if time.perf_counter() - start >= seconds / 3:
+            break
+        iterations *= 2
+    best = 0.0
+    for _ in range(3):
+        barrier = threading.Barrier(threads + 1)
+        flops = [0] * threads
+
+        def work(index):
+            barrier.wait()
+            flops[index] = probe(itemsize, iterations)
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        best = max(best, sum(flops) / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def _peer_torch():

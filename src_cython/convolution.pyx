@@ -237,7 +237,7 @@ cdef extern from "vectors.h" nogil:
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "peak_gflop_per_s"]
+__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "fma_probe"]
 
 OPENMP = FASTCALC_OPENMP
 
@@ -539,37 +539,21 @@ def conv2d_grad_weight(grad_out, x, grad_weight, tuple stride, tuple pad, int nu
     np.sum(partial, axis=0, out=grad_weight.reshape(-1))
 
 
-cdef double _probe(int itemsize, long iterations, int* lanes) noexcept nogil:
-    if itemsize == 4:
-        return fc_fma_probe_float(iterations, lanes)
-    return fc_fma_probe_double(iterations, lanes)
+def fma_probe(int itemsize, long iterations):
+    """Run the FMA probe of vectors.h (GIL released); return the FLOPs it did.
 
-
-def peak_gflop_per_s(int itemsize, int num_threads, double seconds=0.02):
-    """Measured peak of this build on ``num_threads`` cores, in GFLOP/s.
-
-    Every thread runs independent chains of vector multiply-adds (the probe
-    in vectors.h) for about ``seconds``; the best of three runs counts.  For
-    ``itemsize`` 4 (float32) or 8 (float64).
+    ``iterations`` rounds of FC_PROBE_CHAINS vector multiply-adds of the
+    ``itemsize`` (4: float32, 8: float64) this build vectorizes; the
+    benchmarks run it on every thread at once to measure the machine's peak
+    (:func:`fastcalc._bench.peak_gflop_per_s`).
     """
-    import time
-
-    cdef int lanes = 1, t
-    cdef long iterations = 1 << 14
-    # Each thread's sum is kept, so that the compiler cannot drop the loop.
-    cdef double[::1] sums = np.zeros(num_threads)
-    best = 0.0
-    while True:  # calibrate: long enough to time, short enough to be cheap
-        start = time.perf_counter()
-        sums[0] = _probe(itemsize, iterations, &lanes)
-        if time.perf_counter() - start >= seconds / 4:
-            break
-        iterations *= 2
-    for _ in range(3):
-        start = time.perf_counter()
-        with nogil:
-            for t in prange(num_threads, num_threads=num_threads, schedule="static"):
-                sums[t] = _probe(itemsize, iterations, NULL)
-        elapsed = time.perf_counter() - start
-        best = max(best, 2.0 * FC_PROBE_CHAINS * lanes * iterations * num_threads / elapsed / 1e9)
-    return best
+    cdef int lanes = 1
+    cdef double sum
+    with nogil:
+        if itemsize == 4:
+            sum = fc_fma_probe_float(iterations, &lanes)
+        else:
+            sum = fc_fma_probe_double(iterations, &lanes)
+    if sum != sum:  # never true; keeps the result (and so the loop) alive
+        raise FloatingPointError("FMA probe diverged")
+    return 2 * FC_PROBE_CHAINS * lanes * iterations

@@ -42,7 +42,9 @@ typedef double fc_vd __attribute__((vector_size(FC_VBYTES), aligned(8), may_alia
    FMA latency x throughput), so that the loop runs at the core's peak
    floating-point rate.  The benchmarks' yardstick for "share of peak": a
    measurement, where a formula would have to know how many FMA units of
-   which width the core has and at which clock it runs. */
+   which width the core has and at which clock it runs.  Chains start at
+   k + 0.5: one starting at 1, the fixed point of x -> 0.999 x + 0.001,
+   would be hoisted out of the loop by the compiler. */
 #define FC_PROBE_CHAINS 12
 #if FC_VECTOR
 #define FC_FMA_PROBE(T, V, NAME)                                                            \
@@ -54,7 +56,7 @@ static T NAME(long iterations, int* lanes)                                      
     long i;                                                                                 \
     int k, lane;                                                                            \
     for (k = 0; k < FC_PROBE_CHAINS; k++)                                                   \
-        acc[k] = (T)k + FC_NEGZERO(V);                                                      \
+        acc[k] = ((T)k + (T)0.5) + FC_NEGZERO(V);                                          \
     for (i = 0; i < iterations; i++)                                                        \
         for (k = 0; k < FC_PROBE_CHAINS; k++)                                               \
             acc[k] = acc[k] * scale + shift;                                                \
@@ -75,7 +77,7 @@ static T NAME(long iterations, int* lanes)                                      
     long i;                                                                                 \
     int k;                                                                                  \
     for (k = 0; k < FC_PROBE_CHAINS; k++)                                                   \
-        acc[k] = (T)k;                                                                      \
+        acc[k] = (T)k + (T)0.5;                                                             \
     for (i = 0; i < iterations; i++)                                                        \
         for (k = 0; k < FC_PROBE_CHAINS; k++)                                               \
             acc[k] = acc[k] * (T)0.999 + (T)0.001;                                          \

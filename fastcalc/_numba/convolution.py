@@ -1,25 +1,66 @@
 """Numba kernels for the convolution family.
 
-Same names and signatures as :mod:`fastcalc.reference.convolution`.  Each
-output row is built by adding ``kernel[a, c] * image_row[...]`` for every tap:
-the innermost loop runs along columns with unit stride, which LLVM
-vectorizes, and the threads share out the rows.  Taps that fall outside the
-image add ``kernel[a, c] * fillvalue`` instead, so no padded copy is made.
-(An inner dot product per output element, or an index that may be negative,
-keeps LLVM from vectorizing and runs ~10x slower.)
+Same names and signatures as :mod:`fastcalc.reference.convolution`.
+
+``correlate``: each output row is built by adding ``kernel[a, c] *
+image_row[...]`` for every tap: the innermost loop runs along columns with
+unit stride, which LLVM vectorizes, and the threads share out the rows.
+Taps that fall outside the image add ``kernel[a, c] * fillvalue`` instead, so
+no padded copy is made.  (An inner dot product per output element, or an
+index that may be negative, keeps LLVM from vectorizing and runs ~10x
+slower.)
+
+``conv2d`` and ``conv2d_grad_weight`` copy one image at a time into a
+per-thread, zero-initialised buffer (rather than padding the whole batch:
+a fresh batch-sized array costs page faults, and one image stays in L2).
+The buffer holds the canvas P in *phase planes*: canvas row ``r * sh + u``
+and column ``k * sw + v`` are stored at row ``r``, column ``k`` of plane
+``(c, u, v)``, each plane ``Hr x Wk`` with ``Hr = Ho + (kh - 1) // sh`` and
+``Wk = Wo + (kw - 1) // sw``.  Tap ``(c, a, b)`` then reads plane ``(c, a %
+sh, b % sw)`` shifted by ``(a // sh, b // sw)``, so whatever the stride,
+output ``(i, j)`` reads the tap's input at ``offset[tap] + i * Wk + j``: a
+run over whole output rows is one contiguous, unit-stride loop, whose
+columns ``j >= Wo`` are junk, thrown away (``(kw - 1) // sw`` per row: 3% of
+the work for 3 x 3 at 64 wide).  The positions where the image lands are
+the same for every image of a call, so the zeros elsewhere are written once.
+
+The forward pass adds ``weight * run`` into four output rows (four filters)
+for four taps per pass: each accumulator is loaded and stored once per 16
+FMAs, which keeps the loop on the FMA units rather than the store port.
+The weight gradient is 16 dot products per pass (four filters by four taps)
+of ``grad_out`` rows, copied into the same ``Wk`` pitch with zeros in the
+junk columns, with the runs.  Those zeros meet canvas values, which is exact
+unless one is inf or NaN (0 * inf is NaN): then that image is done row by
+row, without the junk.  Filters and taps are padded to multiples of four
+(zero weights; taps reading a run of zeros) and the padding's results
+dropped.  Both kernels run at 75-80 GFLOP/s per core in float32, about 70%
+of what the FMA units do here (Zen 5, 3 x 3, 16 channels, 64 x 64).
+
+The threads each take a contiguous range of (image, block of four filters)
+items, so each builds the canvas of about N / threads images; weight
+gradients are summed into one buffer per thread, added up at the end (the
+result depends only on the number of threads).
 """
 
+import math
+
+import numpy as np
 from numba import njit, prange
 
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH
 
-__all__ = ["correlate"]
+__all__ = ["conv2d", "conv2d_grad_weight", "correlate"]
 
 PARALLEL_MIN_WORK = 200_000  # multiply-adds below which one thread is faster
 _COLUMNS = 1024  # output columns per pass: the row chunk stays in L1 for all taps
+_RUN = 1024  # canvas positions per conv2d pass: its four accumulator rows stay in L1
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+# Dot products: without reassociation LLVM must add the terms in loop order,
+# one at a time; with it each sum is kept as vector lanes added up at the end
+# (a fixed order, so results are still reproducible).
+_DOT_JIT = dict(_JIT, fastmath=FASTMATH | {"reassoc"})
 
 
 @njit(**_JIT)
@@ -73,3 +114,285 @@ def correlate(image, kernel, out, top, left, fillvalue, num_threads):
         parallel_call(_parallel, num_threads, image, kernel, out, top, left, fill)
     else:
         _serial(image, kernel, out, top, left, fill)
+
+
+def _per_thread(threads, shape, dtype):
+    """Zeroed scratch arrays, one per thread: ``(threads, *shape)``.
+
+    Each row is one cache line longer than asked, so no line is written by two
+    threads (sharing one costs the forward pass a third of its speed).
+    """
+    gap = 64 // np.dtype(dtype).itemsize
+    return np.zeros((threads, *shape[:-1], shape[-1] + gap), dtype)
+
+
+class _Layout:
+    """Where everything lies in the phase-plane canvas buffer of one call.
+
+    ``placement`` says where the image lands: ``rows`` pairs each image row
+    that lands in the buffer with the offset of its canvas row inside a
+    channel's planes; ``columns`` has, per column phase, the first image
+    column, its offset in the canvas row and the count, image and canvas
+    columns advancing by ``steps``.  ``offsets`` are the taps' (c, a, b in C
+    order, padded to a multiple of four) and ``chunk_rows`` the output rows
+    per pass.
+    """
+
+    def __init__(self, image_shape, kernel_shape, out_shape, stride, upsample, pad):
+        (channels, height, width), (kh, kw), (out_height, out_width) = \
+            image_shape, kernel_shape, out_shape
+        (sh, sw), (uh, uw) = stride, upsample
+        plane_height, self.pitch = out_height + (kh - 1) // sh, out_width + (kw - 1) // sw
+        plane_size = plane_height * self.pitch
+        channel_size = sh * sw * plane_size
+
+        y = pad[0] + np.arange(height) * uh
+        kept = (y >= 0) & (y < sh * plane_height)
+        rows = np.stack([np.flatnonzero(kept),
+                         (y[kept] % sh * sw * plane_height + y[kept] // sh) * self.pitch])
+        # The image columns of one phase are every (sw / g)-th, landing on every
+        # (uw / g)-th column of its plane (g = gcd(sw, uw)).
+        common = math.gcd(sw, uw)
+        steps = np.array([sw // common, uw // common])
+        first = max(0, -(pad[1] // uw))
+        stop = min(width, -((pad[1] - sw * self.pitch) // uw))
+        columns = np.zeros((sw, 3), np.int64)
+        for start in range(first, min(stop, first + steps[0])):
+            column = pad[1] + start * uw
+            columns[column % sw] = (start, column % sw * plane_size + column // sw,
+                                    len(range(start, stop, steps[0])))
+        self.placement = (rows, columns, steps, channel_size)
+
+        taps = np.arange(channels * kh * kw)
+        c, a, b = taps // (kh * kw), taps // kw % kh, taps % kw
+        offsets = ((((c * sh + a % sh) * sw + b % sw) * plane_height + a // sh) * self.pitch
+                   + b // sw)
+        # Padding taps read a run of zeros after the planes.
+        padding = -offsets.size % 4
+        self.size = channels * channel_size + (plane_size if padding else 0)
+        self.offsets = np.concatenate([offsets, np.full(padding, channels * channel_size)])
+
+        passes = -(-out_height * self.pitch // _RUN)
+        self.chunk_rows = -(-out_height // passes)
+
+
+@njit(**_JIT)
+def _fill(canvas, image, placement):
+    """Copy ``image`` (C, H, W) where it lands in the canvas; the rest stays zero."""
+    rows, columns, steps, channel_size = placement
+    # Explicit loops over slices: a slice assignment, or a call per row,
+    # costs more than copying the row itself.
+    for c in range(image.shape[0]):
+        for r in range(rows.shape[1]):
+            source = image[c, rows[0, r]]
+            row = canvas[c * channel_size + rows[1, r]:]
+            for v in range(columns.shape[0]):
+                first, offset, count = columns[v, 0], columns[v, 1], columns[v, 2]
+                if steps[0] == 1 and steps[1] == 1:
+                    target, chunk = row[offset:offset + count], source[first:first + count]
+                    for m in range(count):
+                        target[m] = chunk[m]
+                else:
+                    for m in range(count):
+                        row[offset + m * steps[1]] = source[first + m * steps[0]]
+
+
+@njit(**_JIT)
+def _fma4x4(acc, canvas, offsets, weights, f, t, start, size):
+    """``acc[k, :size] += sum over u of weights[f + k, t + u] * run of tap t + u``."""
+    w00, w01, w02, w03 = weights[f, t], weights[f, t + 1], weights[f, t + 2], weights[f, t + 3]
+    w10, w11, w12, w13 = (weights[f + 1, t], weights[f + 1, t + 1], weights[f + 1, t + 2],
+                          weights[f + 1, t + 3])
+    w20, w21, w22, w23 = (weights[f + 2, t], weights[f + 2, t + 1], weights[f + 2, t + 2],
+                          weights[f + 2, t + 3])
+    w30, w31, w32, w33 = (weights[f + 3, t], weights[f + 3, t + 1], weights[f + 3, t + 2],
+                          weights[f + 3, t + 3])
+    s0 = canvas[offsets[t] + start:offsets[t] + start + size]
+    s1 = canvas[offsets[t + 1] + start:offsets[t + 1] + start + size]
+    s2 = canvas[offsets[t + 2] + start:offsets[t + 2] + start + size]
+    s3 = canvas[offsets[t + 3] + start:offsets[t + 3] + start + size]
+    # One 2-D accumulator rather than four row views: LLVM then checks each
+    # run for overlap with one range, not with four.
+    for j in range(size):
+        v0, v1, v2, v3 = s0[j], s1[j], s2[j], s3[j]
+        acc[0, j] = acc[0, j] + w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+        acc[1, j] = acc[1, j] + w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+        acc[2, j] = acc[2, j] + w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+        acc[3, j] = acc[3, j] + w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+
+
+@njit(**_JIT)
+def _conv2d_items(x, weights, bias, out, placement, offsets, pitch, chunk_rows, canvas, acc,
+                  begin, end):
+    """Items ``begin <= item < end``: item = image * filter blocks + block of four."""
+    filters, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
+    blocks = weights.shape[0] // 4
+    image = -1
+    for item in range(begin, end):
+        n, f = item // blocks, item % blocks * 4
+        if n != image:
+            _fill(canvas, x[n], placement)
+            image = n
+        for top in range(0, out_height, chunk_rows):
+            count = min(chunk_rows, out_height - top)
+            size = (count - 1) * pitch + out_width
+            for k in range(4):
+                acc[k, :size] = bias[f + k]  # starting from the bias saves a pass
+            for t in range(0, offsets.size, 4):
+                _fma4x4(acc, canvas, offsets, weights, f, t, top * pitch, size)
+            for k in range(min(4, filters - f)):
+                plane = out[n, f + k]
+                for i in range(count):
+                    target, row = plane[top + i], acc[k, i * pitch:i * pitch + out_width]
+                    for j in range(out_width):
+                        target[j] = row[j]
+
+
+@njit(parallel=True, **_JIT)
+def _conv2d_parallel(x, weights, bias, out, placement, offsets, pitch, chunk_rows, canvas, acc):
+    threads = canvas.shape[0]
+    items = out.shape[0] * (weights.shape[0] // 4)
+    for thread in prange(threads):
+        _conv2d_items(x, weights, bias, out, placement, offsets, pitch, chunk_rows,
+                      canvas[thread], acc[thread], thread * items // threads,
+                      (thread + 1) * items // threads)
+
+
+def conv2d(x, weight, bias, out, stride, upsample, pad, num_threads):
+    if out.size == 0:
+        return
+    filters, taps = weight.shape[0], math.prod(weight.shape[1:])
+    layout = _Layout(x.shape[1:], weight.shape[2:], out.shape[2:], stride, upsample, pad)
+    blocks = -(-filters // 4)
+    weights = np.zeros((4 * blocks, layout.offsets.size), x.dtype)
+    weights[:filters, :taps] = weight.reshape(filters, taps)
+    biases = np.zeros(4 * blocks, x.dtype)
+    biases[:filters] = bias
+    items = out.shape[0] * blocks
+    threads = min(num_threads, items) if out.size * taps >= PARALLEL_MIN_WORK else 1
+    canvas = _per_thread(threads, (layout.size,), x.dtype)
+    acc = _per_thread(threads, (4, layout.chunk_rows * layout.pitch), x.dtype)
+    arguments = (x, weights, biases, out, layout.placement, layout.offsets, layout.pitch,
+                 layout.chunk_rows)
+    if threads > 1:
+        parallel_call(_conv2d_parallel, threads, *arguments, canvas, acc)
+    else:
+        _conv2d_items(*arguments, canvas[0], acc[0], 0, items)
+
+
+@njit(**_JIT)
+def _finite(values):
+    nonfinite = 0
+    for j in range(values.size):
+        nonfinite += values[j] - values[j] != 0  # NaN exactly for inf and NaN
+    return nonfinite == 0
+
+
+@njit(**_DOT_JIT)
+def _dot4x4(partial, grads, canvas, offsets, f, t, start, size):
+    """``partial[f + k, t + u] += grads[k, run] . run of tap t + u`` for k, u < 4."""
+    g0, g1 = grads[0, start:start + size], grads[1, start:start + size]
+    g2, g3 = grads[2, start:start + size], grads[3, start:start + size]
+    s0 = canvas[offsets[t] + start:offsets[t] + start + size]
+    s1 = canvas[offsets[t + 1] + start:offsets[t + 1] + start + size]
+    s2 = canvas[offsets[t + 2] + start:offsets[t + 2] + start + size]
+    s3 = canvas[offsets[t + 3] + start:offsets[t + 3] + start + size]
+    p00, p01, p02, p03 = partial[f, t], partial[f, t + 1], partial[f, t + 2], partial[f, t + 3]
+    p10, p11, p12, p13 = (partial[f + 1, t], partial[f + 1, t + 1], partial[f + 1, t + 2],
+                          partial[f + 1, t + 3])
+    p20, p21, p22, p23 = (partial[f + 2, t], partial[f + 2, t + 1], partial[f + 2, t + 2],
+                          partial[f + 2, t + 3])
+    p30, p31, p32, p33 = (partial[f + 3, t], partial[f + 3, t + 1], partial[f + 3, t + 2],
+                          partial[f + 3, t + 3])
+    for j in range(size):
+        a0, a1, a2, a3 = g0[j], g1[j], g2[j], g3[j]
+        v0, v1, v2, v3 = s0[j], s1[j], s2[j], s3[j]
+        p00 += a0 * v0
+        p01 += a0 * v1
+        p02 += a0 * v2
+        p03 += a0 * v3
+        p10 += a1 * v0
+        p11 += a1 * v1
+        p12 += a1 * v2
+        p13 += a1 * v3
+        p20 += a2 * v0
+        p21 += a2 * v1
+        p22 += a2 * v2
+        p23 += a2 * v3
+        p30 += a3 * v0
+        p31 += a3 * v1
+        p32 += a3 * v2
+        p33 += a3 * v3
+    partial[f, t], partial[f, t + 1], partial[f, t + 2], partial[f, t + 3] = p00, p01, p02, p03
+    partial[f + 1, t], partial[f + 1, t + 1], partial[f + 1, t + 2], partial[f + 1, t + 3] = \
+        p10, p11, p12, p13
+    partial[f + 2, t], partial[f + 2, t + 1], partial[f + 2, t + 2], partial[f + 2, t + 3] = \
+        p20, p21, p22, p23
+    partial[f + 3, t], partial[f + 3, t + 1], partial[f + 3, t + 2], partial[f + 3, t + 3] = \
+        p30, p31, p32, p33
+
+
+@njit(**_JIT)
+def _grad_items(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial,
+                begin, end):
+    """Add items ``begin <= item < end`` (image, block of four filters) into ``partial``."""
+    filters, out_height, out_width = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
+    blocks = partial.shape[0] // 4
+    image, whole_rows = -1, True
+    for item in range(begin, end):
+        n, f = item // blocks, item % blocks * 4
+        if n != image:
+            _fill(canvas, x[n], placement)
+            # A run over whole rows multiplies the zeros in the junk columns of
+            # `grads` by canvas values: exact, unless one is inf or NaN.
+            whole_rows = _finite(canvas)
+            image = n
+        for k in range(min(4, filters - f)):
+            plane = grad_out[n, f + k]
+            for i in range(out_height):
+                source, row = plane[i], grads[k, i * pitch:i * pitch + out_width]
+                for j in range(out_width):
+                    row[j] = source[j]
+        for top in range(0, out_height, chunk_rows):
+            count = min(chunk_rows, out_height - top)
+            if whole_rows:
+                runs, size = 1, (count - 1) * pitch + out_width
+            else:
+                runs, size = count, out_width
+            for r in range(runs):
+                for t in range(0, offsets.size, 4):
+                    _dot4x4(partial, grads, canvas, offsets, f, t, (top + r) * pitch, size)
+
+
+@njit(parallel=True, **_JIT)
+def _grad_parallel(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial):
+    threads = canvas.shape[0]
+    items = grad_out.shape[0] * (partial.shape[1] // 4)
+    for thread in prange(threads):
+        _grad_items(grad_out, x, placement, offsets, pitch, chunk_rows, canvas[thread],
+                    grads[thread], partial[thread], thread * items // threads,
+                    (thread + 1) * items // threads)
+
+
+def conv2d_grad_weight(grad_out, x, grad_weight, stride, pad, num_threads):
+    if grad_out.size == 0 or grad_weight.size == 0:
+        grad_weight[...] = 0
+        return
+    filters, taps = grad_weight.shape[0], math.prod(grad_weight.shape[1:])
+    layout = _Layout(x.shape[1:], grad_weight.shape[2:], grad_out.shape[2:], stride, (1, 1),
+                     pad)
+    blocks = -(-filters // 4)
+    items = grad_out.shape[0] * blocks
+    threads = min(num_threads, items) if grad_out.size * taps >= PARALLEL_MIN_WORK else 1
+    canvas = _per_thread(threads, (layout.size,), x.dtype)
+    # grad_out rows in the canvas' pitch; the junk columns stay zero.
+    grads = _per_thread(threads, (4, grad_out.shape[2] * layout.pitch), x.dtype)
+    partial = _per_thread(threads, (4 * blocks, layout.offsets.size), x.dtype)
+    arguments = (grad_out, x, layout.placement, layout.offsets, layout.pitch, layout.chunk_rows)
+    if threads > 1:
+        parallel_call(_grad_parallel, threads, *arguments, canvas, grads, partial)
+    else:
+        _grad_items(*arguments, canvas[0], grads[0], partial[0], 0, items)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in the kernels
+        total = partial[:, :filters, :taps].sum(axis=0)
+    grad_weight[...] = total.reshape(grad_weight.shape)
