@@ -87,8 +87,6 @@ def peak_gflop_per_s(dtype: str) -> float | None:
 @functools.cache
 def _measured_peak(itemsize: int, threads: int, seconds: float = 0.05) -> float | None:
     """Best of three runs of the FMA probe on ``threads`` threads at once."""
-    import threading
-
     try:
         probe = _dispatch._module("cython", "convolution").fma_probe
     except RuntimeError:
@@ -100,24 +98,28 @@ def _measured_peak(itemsize: int, threads: int, seconds: float = 0.05) -> float 
         if time.perf_counter() - start >= seconds / 3:
             break
         iterations *= 2
-    best = 0.0
-    for _ in range(3):
-        barrier = threading.Barrier(threads + 1)
-        flops = [0] * threads
+    return max(_probe_on_threads(probe, itemsize, iterations, threads) for _ in range(3))
 
-        def work(index):
-            barrier.wait()
-            flops[index] = probe(itemsize, iterations)
 
-        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-        for worker in workers:
-            worker.start()
+def _probe_on_threads(probe, itemsize: int, iterations: int, threads: int) -> float:
+    """GFLOP/s of ``threads`` probe calls started at once (each releases the GIL)."""
+    import threading
+
+    barrier = threading.Barrier(threads + 1)
+    flops = [0] * threads
+
+    def work(index):
         barrier.wait()
-        start = time.perf_counter()
-        for worker in workers:
-            worker.join()
-        best = max(best, sum(flops) / (time.perf_counter() - start) / 1e9)
-    return best
+        flops[index] = probe(itemsize, iterations)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return sum(flops) / (time.perf_counter() - start) / 1e9
 
 
 def _peer_torch():

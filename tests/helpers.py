@@ -1,4 +1,6 @@
-"""Helpers shared by the test modules: compiled implementations, memory layouts."""
+"""Helpers shared by the test modules: compiled implementations, memory layouts, threads."""
+
+import threading
 
 import numpy as np
 
@@ -35,3 +37,18 @@ def layouts(array):
     readonly.flags.writeable = False
     result["read-only"] = readonly
     return result
+
+
+def run_concurrently(work, count=8):
+    """Call ``work(index)`` for every index < ``count``, each in its own thread, all at once."""
+    barrier = threading.Barrier(count)
+
+    def start(index):
+        barrier.wait()
+        work(index)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -1,12 +1,11 @@
 """sigmoid and sigmoid_derivative: accuracy, dtypes, layouts, out=, backends, threads."""
 
 import re
-import threading
 import warnings
 
 import numpy as np
 import pytest
-from helpers import kernel_modules, layouts
+from helpers import kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -260,18 +259,12 @@ def test_thread_safety(backend, size):
     inputs = [rng.standard_normal(size) * 10 for _ in range(8)]
     expected = [fastcalc.sigmoid_derivative(x, backend=backend) for x in inputs]
     results = [None] * 8
-    barrier = threading.Barrier(8)
 
     def work(index):
-        barrier.wait()
         for _ in range(5):
             results[index] = fastcalc.sigmoid_derivative(inputs[index], backend=backend)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(work)
     for result, want in zip(results, expected, strict=True):
         np.testing.assert_array_equal(result, want)
 

@@ -1,10 +1,9 @@
 """conv2d / conv2d_backward: torch equivalence, gradients, kernels, dtypes, layouts, errors."""
 
-import threading
 
 import numpy as np
 import pytest
-from helpers import kernel_modules, layouts
+from helpers import kernel_modules, layouts, run_concurrently
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -417,19 +416,13 @@ def test_thread_safety(backend):
     weight, pairs = threaded_problem(12, 8)
     expected = [run_layer(x, weight, None, grad_out, 1, 1, backend) for x, grad_out in pairs]
     results = [None] * 8
-    barrier = threading.Barrier(8)
 
     def work(index):
-        barrier.wait()
         for _ in range(3):
             x, grad_out = pairs[index]
             results[index] = run_layer(x, weight, None, grad_out, 1, 1, backend)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(work)
     for result, want in zip(results, expected, strict=True):
         assert result is not None, "a thread failed"
         for name, actual, value in zip(RESULTS, result, want, strict=True):

@@ -1,12 +1,11 @@
 """convolve2d / correlate2d: scipy.signal equivalence, batches, dtypes, layouts, errors."""
 
 import re
-import threading
 
 import numpy as np
 import pytest
 import scipy.signal
-from helpers import kernel_modules, layouts
+from helpers import kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -194,17 +193,11 @@ def test_thread_safety(backend, size):
     kernel = rng.standard_normal((5, 5))
     expected = [fastcalc.correlate2d(image, kernel, "same", backend=backend) for image in images]
     results = [None] * 8
-    barrier = threading.Barrier(8)
 
     def work(index):
-        barrier.wait()
         for _ in range(3):
             results[index] = fastcalc.correlate2d(images[index], kernel, "same", backend=backend)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(work)
     for result, want in zip(results, expected, strict=True):
         np.testing.assert_array_equal(result, want)
