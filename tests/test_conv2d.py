@@ -438,3 +438,15 @@ def test_one_thread_gives_the_result_of_all_threads(backend, dtype):
     single = run_layer(*arrays, 1, 1, backend)
     for name, actual, expected in zip(RESULTS, single, default, strict=True):
         assert_close(actual, expected, TOLERANCE[np.dtype(dtype)], name)
+
+
+def test_pixels_only_in_the_padding_get_zero_gradient(backend):
+    """H=1 with padding 3 and stride 5: the only pixel is never under a window."""
+    rng = np.random.default_rng(13)
+    x, weight = rng.standard_normal((2, 3, 1, 1)), rng.standard_normal((4, 3, 1, 1))
+    out = fastcalc.conv2d(x, weight, None, 5, 3, backend=backend)
+    np.testing.assert_array_equal(out, np.zeros((2, 4, 2, 2)))
+    grad_x, grad_weight, _ = fastcalc.conv2d_backward(np.ones_like(out), x, weight, 5, 3,
+                                                      backend=backend)
+    np.testing.assert_array_equal(grad_x, 0)
+    np.testing.assert_array_equal(grad_weight, 0)

@@ -33,8 +33,9 @@ junk columns, with the runs.  Those zeros meet canvas values, which is exact
 unless one is inf or NaN (0 * inf is NaN): then that image is done row by
 row, without the junk.  Filters and taps are padded to multiples of four
 (zero weights; taps reading a run of zeros) and the padding's results
-dropped.  Both kernels run at 75-80 GFLOP/s per core in float32, about 70%
-of what the FMA units do here (Zen 5, 3 x 3, 16 channels, 64 x 64).
+dropped.  Both kernels run at 75-80 GFLOP/s per core in float32 (3 x 3, 16
+channels, 64 x 64), two thirds of the ~116 GFLOP/s that independent FMA
+chains reach per core here (Zen 4).
 
 The threads each take a contiguous range of (image, block of four filters)
 items, so each builds the canvas of about N / threads images; weight

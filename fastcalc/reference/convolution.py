@@ -60,6 +60,8 @@ def canvas(x, kernel_shape, out_shape, stride, upsample, pad):
     # Image row y lands on canvas row pad[0] + y * upsample[0]; keep those inside.
     rows = _inside(x.shape[2], upsample[0], pad[0], height)
     columns = _inside(x.shape[3], upsample[1], pad[1], width)
+    if rows.start == rows.stop or columns.start == columns.stop:
+        return result  # no image pixel lands on the canvas (only padding is read)
     result[:, :, _placed(rows, upsample[0], pad[0]), _placed(columns, upsample[1], pad[1])] = \
         x[:, :, rows, columns]
     return result
