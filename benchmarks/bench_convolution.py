@@ -19,24 +19,26 @@ CASES = _bench.convolution_cases((2048,), ("float32", "float64"), (3, 5, 11), ("
 LAYER_CASES = _bench.conv2d_cases()
 
 
+def time_flops(benchmark, case, group):
+    """Time ``case`` in ``group``, with its FLOPs and the measured peak for GFLOP/s."""
+    benchmark.group = group
+    benchmark.extra_info["flops"] = case.flops
+    benchmark.extra_info["peak_gflop_per_s"] = _bench.peak_gflop_per_s(case.dtype)
+    benchmark(case.function)
+
+
 @pytest.mark.parametrize(
     "case", CASES, ids=[f"{c.kernel}-{c.dtype}-{c.size}-{c.implementation}" for c in CASES]
 )
 def test_correlate2d(benchmark, case):
-    benchmark.group = f"{case.kernel} {case.dtype} {case.size}x{case.size}"
-    benchmark.extra_info["flops"] = case.flops
-    benchmark.extra_info["peak_gflop_per_s"] = _bench.peak_gflop_per_s(case.dtype)
-    benchmark(case.function)
+    time_flops(benchmark, case, f"{case.kernel} {case.dtype} {case.size}x{case.size}")
 
 
 @pytest.mark.parametrize(
     "case", LAYER_CASES, ids=[f"{c.kernel}-{c.dtype}-{c.implementation}" for c in LAYER_CASES]
 )
 def test_conv2d_layer(benchmark, case):
-    benchmark.group = f"{case.kernel} {case.dtype}"
-    benchmark.extra_info["flops"] = case.flops
-    benchmark.extra_info["peak_gflop_per_s"] = _bench.peak_gflop_per_s(case.dtype)
-    benchmark(case.function)
+    time_flops(benchmark, case, f"{case.kernel} {case.dtype}")
 
 
 SEED_IMAGE = np.random.default_rng(0).random((64, 64))
