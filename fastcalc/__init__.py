@@ -22,8 +22,10 @@ from fastcalc._dispatch import (
 )
 from fastcalc.activations import sigmoid, sigmoid_derivative
 from fastcalc.convolution import conv2d, conv2d_backward, convolve2d, correlate2d
+from fastcalc.rnn import RNNGrads, rnn_backward, rnn_forward
 
 __all__ = [
+    "RNNGrads",
     "__version__",
     "available_backends",
     "conv2d",
@@ -32,6 +34,8 @@ __all__ = [
     "correlate2d",
     "get_backend",
     "get_num_threads",
+    "rnn_backward",
+    "rnn_forward",
     "set_backend",
     "set_num_threads",
     "show_config",

@@ -1,0 +1,300 @@
+"""The Elman recurrent network of the seed's slide 11: forward pass and backpropagation through time.
+
+``h[t] = tanh(Wxh x[t] + Whh h[t - 1] + bh)`` and ``y[t] = Why h[t] + by``
+over whole sequences, batched, with the exact gradients of a loss given
+dL/dy at every step.  The compiled backends run the whole time loop, forward
+and backward, without returning to Python once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fastcalc import _dispatch, _validate
+
+__all__ = ["RNNGrads", "rnn_backward", "rnn_forward"]
+
+# From benchmarks/bench_rnn.py: Cython is ahead at every size measured.
+_AUTO_ORDER = ("cython", "numba", "numpy")
+
+_FLOAT64 = np.dtype(np.float64)
+_FLOAT32 = np.dtype(np.float32)
+
+
+class RNNGrads(NamedTuple):
+    """The gradients :func:`rnn_backward` returns, each shaped like its variable."""
+
+    dx: np.ndarray
+    dh0: np.ndarray
+    dWxh: np.ndarray
+    dWhh: np.ndarray
+    dbh: np.ndarray
+    dWhy: np.ndarray
+    dby: np.ndarray
+
+
+def rnn_forward(
+    x: ArrayLike,
+    h0: ArrayLike | None,
+    Wxh: ArrayLike,
+    Whh: ArrayLike,
+    Why: ArrayLike,
+    bh: ArrayLike | None = None,
+    by: ArrayLike | None = None,
+    *,
+    backend: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run an Elman RNN (tanh) over whole sequences: every hidden state and output.
+
+    ``h[t] = tanh(x[t] @ Wxh.T + h[t - 1] @ Whh.T + bh)``, starting from
+    ``h[-1] = h0``, and ``y[t] = h[t] @ Why.T + by``: torch's
+    ``nn.RNN(nonlinearity="tanh")`` with ``weight_ih_l0 = Wxh``,
+    ``weight_hh_l0 = Whh`` (and ``bias_ih_l0 + bias_hh_l0 = bh``), followed
+    by ``nn.Linear`` with weight ``Why`` and bias ``by``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I) or (T, I)
+        B sequences of T steps of I inputs (time first, as in torch), or a
+        single sequence.
+    h0 : array_like, shape (B, H) or (H,), or None
+        The hidden state before the first step; None means zeros.  (H,) for
+        a single sequence.
+    Wxh : array_like, shape (H, I)
+        Input-to-hidden weights.
+    Whh : array_like, shape (H, H)
+        Hidden-to-hidden weights.
+    Why : array_like, shape (O, H)
+        Hidden-to-output weights.
+    bh : array_like, shape (H,), optional
+        Hidden bias (default zeros).
+    by : array_like, shape (O,), optional
+        Output bias (default zeros).
+    backend : {"auto", "numpy", "numba", "cython"}, optional
+        Overrides :func:`fastcalc.get_backend`.  numpy steps through time
+        in Python; Numba and Cython run the whole loop compiled, with the
+        matrix products in BLAS (scipy's) once they are large enough to
+        gain from it and in plain loops below that.
+
+    Returns
+    -------
+    h : ndarray, shape (T, B, H) or (T, H)
+        The hidden state after every step (``h[-1]`` is the final one).
+    y : ndarray, shape (T, B, O) or (T, O)
+        The output at every step.  Both in the dtype numpy's promotion gives
+        the inputs: float32 stays float32, float16 is computed in float32
+        and returned as float16, integers and bool alone give float64.
+
+    Raises
+    ------
+    TypeError
+        A complex or non-numeric input.
+    ValueError
+        An array of the wrong number of dimensions, or whose shape does not
+        match the others (the message names both).
+
+    Examples
+    --------
+    >>> import numpy as np, fastcalc
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])   # T = 3, I = 2
+    >>> Wxh, Whh, Why = np.eye(2), 0.5 * np.eye(2), np.ones((1, 2))
+    >>> h, y = fastcalc.rnn_forward(x, None, Wxh, Whh, Why)
+    >>> h.round(4)
+    array([[0.7616, 0.    ],
+           [0.3634, 0.7616],
+           [0.828 , 0.8811]])
+    >>> y.round(4)
+    array([[0.7616],
+           [1.125 ],
+           [1.7091]])
+    """
+    args = _Arguments(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, bh=bh, by=by)
+    T, B, _ = args.x.shape
+    H, O = args.H, args.O
+    compute = args.compute
+    h = np.empty((T, B, H), compute)
+    y = np.empty((T, B, O), compute)
+    if T and B:
+        kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
+        kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
+               _dispatch.kernel_threads())
+    return args.deliver(h), args.deliver(y)
+
+
+def rnn_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    h: ArrayLike,
+    h0: ArrayLike | None,
+    Wxh: ArrayLike,
+    Whh: ArrayLike,
+    Why: ArrayLike,
+    dh_last: ArrayLike | None = None,
+    *,
+    clip: float | None = None,
+    backend: str | None = None,
+) -> RNNGrads:
+    """Backpropagation through time: the gradients of :func:`rnn_forward`.
+
+    The exact gradients of a loss L with respect to the inputs, the initial
+    state and every parameter, given ``dy`` = dL/dy at every step and,
+    optionally, ``dh_last`` = dL/dh at the last step (when the final state
+    itself feeds the loss, e.g. a classifier on ``h[-1]``).
+
+    Parameters
+    ----------
+    dy : array_like, shape (T, B, O) or (T, O)
+        dL/dy, shaped like the forward's ``y``.
+    x, h0, Wxh, Whh, Why
+        As given to :func:`rnn_forward`.
+    h : array_like, shape (T, B, H) or (T, H)
+        The hidden states :func:`rnn_forward` returned (the backward pass
+        needs them; it does not run the forward again).
+    dh_last : array_like, shape (B, H) or (H,), optional
+        dL/dh[T - 1] from outside the outputs (default zeros).
+    clip : float, optional
+        If given, every parameter gradient (dWxh, dWhh, dbh, dWhy, dby) is
+        clipped to [-clip, clip] after accumulation, as classic char-RNN
+        training does against exploding gradients; dx and dh0 are not.
+    backend : {"auto", "numpy", "numba", "cython"}, optional
+        Overrides :func:`fastcalc.get_backend` (see :func:`rnn_forward`).
+
+    Returns
+    -------
+    RNNGrads
+        A named tuple ``(dx, dh0, dWxh, dWhh, dbh, dWhy, dby)``: each is
+        dL/d(that variable), shaped like it (``dh0`` like ``h0``, also when
+        ``h0`` was None), in the dtype :func:`rnn_forward` returns.  The
+        bias gradients also hold for torch's separate ``bias_ih`` and
+        ``bias_hh``: both get ``dbh``.
+
+    Raises
+    ------
+    TypeError
+        A complex or non-numeric input, or ``clip`` not a real number.
+    ValueError
+        As :func:`rnn_forward`; ``dy``, ``h`` or ``dh_last`` not shaped like
+        ``y``, the forward's ``h`` or ``h0``; ``clip`` not > 0.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcalc
+    >>> x = np.array([[1.0], [2.0]])                       # T = 2, I = 1
+    >>> Wxh, Whh, Why = np.array([[0.5]]), np.array([[0.5]]), np.array([[2.0]])
+    >>> h, y = fastcalc.rnn_forward(x, None, Wxh, Whh, Why)
+    >>> grads = fastcalc.rnn_backward(np.ones_like(y), x, h, None, Wxh, Whh, Why)
+    >>> grads.dWxh.round(4), grads.dWhh.round(4)
+    (array([[2.9588]]), array([[0.2676]]))
+    """
+    args = _Arguments(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, dy=dy, h=h, dh_last=dh_last)
+    if clip is None:
+        limit = math.inf
+    else:
+        if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)):
+            raise TypeError(f"clip must be a real number or None, got {clip!r}")
+        limit = float(clip)
+        if not limit > 0:
+            raise ValueError(f"clip must be > 0, got {clip!r}")
+    T, B, I = args.x.shape
+    compute = args.compute
+    dx = np.empty((T, B, I), compute)
+    dh0 = np.empty((B, args.H), compute)
+    dWxh = np.empty(args.Wxh.shape, compute)
+    dWhh = np.empty(args.Whh.shape, compute)
+    dbh = np.empty(args.H, compute)
+    dWhy = np.empty(args.Why.shape, compute)
+    dby = np.empty(args.O, compute)
+    if T and B:
+        kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
+        kernel(args.dy, args.x, args.h, args.h0, args.Wxh, args.Whh, args.Why, args.dh_last,
+               limit, dx, dh0, dWxh, dWhh, dbh, dWhy, dby, _dispatch.kernel_threads())
+    else:
+        # No step: the loss does not depend on the parameters; dL/dh0 is what
+        # reaches the final state directly.
+        for gradient in (dWxh, dWhh, dbh, dWhy, dby):
+            gradient[...] = 0
+        dh0[...] = args.dh_last
+    deliver = args.deliver
+    return RNNGrads(deliver(dx), deliver(dh0), deliver(dWxh, False), deliver(dWhh, False),
+                    deliver(dbh, False), deliver(dWhy, False), deliver(dby, False))
+
+
+class _Arguments:
+    """The validated arguments of an RNN call: contiguous, native, one dtype.
+
+    A single sequence is held as a batch of one (``single`` remembers it), so
+    the kernels see ``x`` (T, B, I), ``h0`` (B, H) and so on.  Optional
+    arrays given as None become zeros.  :meth:`deliver` turns a result back
+    into the caller's shape and dtype.
+    """
+
+    def __init__(self, **named):
+        arrays = {name: np.asarray(value) for name, value in named.items() if value is not None}
+        dtypes = {array.dtype for array in arrays.values()}
+        if len(dtypes) == 1 and dtypes <= {_FLOAT64, _FLOAT32}:  # the common case, checked fast
+            self.compute = self.result_dtype = dtypes.pop()
+        else:
+            for name, array in arrays.items():
+                if array.dtype.kind == "c":
+                    raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes "
+                                    "real RNNs only")
+                _validate.compute_dtype(array.dtype, name)
+            self.compute, self.result_dtype = _validate.compute_dtype(
+                np.result_type(*arrays.values()), ", ".join(arrays))
+
+        x = arrays["x"]
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must have shape (T, B, I) or (T, I), got {x.shape}")
+        self.single = x.ndim == 2
+        T, I = x.shape[0], x.shape[-1]
+        B = 1 if self.single else x.shape[1]
+        Wxh, Whh, Why = arrays["Wxh"], arrays["Whh"], arrays["Why"]
+        if Wxh.ndim != 2 or Wxh.shape[1] != I:
+            raise ValueError(f"Wxh must have shape (H, I) with I = {I} for x {x.shape}, "
+                             f"got {Wxh.shape}")
+        H = Wxh.shape[0]
+        if Whh.shape != (H, H):
+            raise ValueError(f"Whh must have shape (H, H) = {(H, H)} for Wxh {Wxh.shape}, "
+                             f"got {Whh.shape}")
+        if Why.ndim != 2 or Why.shape[1] != H:
+            raise ValueError(f"Why must have shape (O, H) with H = {H} for Wxh {Wxh.shape}, "
+                             f"got {Why.shape}")
+        O = Why.shape[0]
+        self.H, self.O = H, O
+        state = (H,) if self.single else (B, H)
+        expected = {
+            "h0": state, "dh_last": state, "bh": (H,), "by": (O,),
+            "h": (T, *state), "dy": (T, O) if self.single else (T, B, O),
+        }
+        for name in expected.keys() & arrays.keys():
+            if arrays[name].shape != expected[name]:
+                raise ValueError(f"{name} must have shape {expected[name]} for x {x.shape}, "
+                                 f"Wxh {Wxh.shape} and Why {Why.shape}, "
+                                 f"got {arrays[name].shape}")
+
+        compute = self.compute
+        kernel_shapes = {"x": (T, B, I), "h0": (B, H), "dh_last": (B, H), "h": (T, B, H),
+                         "dy": (T, B, O)}
+        for name in named:
+            array = arrays.get(name)
+            if array is None:
+                array = np.zeros(kernel_shapes.get(name) or expected[name], compute)
+            else:
+                array = np.ascontiguousarray(array, dtype=compute)
+                if name in kernel_shapes:
+                    array = array.reshape(kernel_shapes[name])
+            setattr(self, name, array)
+
+    def deliver(self, result: np.ndarray, batched: bool = True) -> np.ndarray:
+        """``result`` as the caller gets it, in the result dtype.
+
+        A ``batched`` result (its batch axis second to last) of a single
+        sequence drops that axis.
+        """
+        if batched and self.single:
+            result = result.reshape(result.shape[:-2] + result.shape[-1:])
+        return result if result.dtype == self.result_dtype else result.astype(self.result_dtype)
