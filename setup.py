@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -100,7 +101,8 @@ def kernel_extensions():
                 Extension(
                     f"fastcalc._cython.{source.stem}_{isa}",
                     sources=[str(stub)],
-                    include_dirs=[str(SOURCE_DIR)],
+                    include_dirs=[str(SOURCE_DIR), numpy.get_include()],
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                     depends=[str(source), *support],
                 )
             )

@@ -1,4 +1,4 @@
-"""The Elman recurrent network of the seed's slide 11: forward pass and backpropagation through time.
+"""The Elman RNN of the seed's slide 11: forward pass and backpropagation through time.
 
 ``h[t] = tanh(Wxh x[t] + Whh h[t - 1] + bh)`` and ``y[t] = Why h[t] + by``
 over whole sequences, batched, with the exact gradients of a loss given
@@ -23,6 +23,7 @@ _AUTO_ORDER = ("cython", "numba", "numpy")
 
 _FLOAT64 = np.dtype(np.float64)
 _FLOAT32 = np.dtype(np.float32)
+_OPTIONAL = frozenset({"h0", "bh", "by", "dh_last"})  # None means zeros
 
 
 class RNNGrads(NamedTuple):
@@ -233,25 +234,59 @@ class _Arguments:
     """
 
     def __init__(self, **named):
+        if not self._take_as_given(named):
+            self._convert(named)
+
+    def _take_as_given(self, named: dict) -> bool:
+        """Take the arrays as they are if the kernels can (True), else do nothing (False).
+
+        Small sequences are dominated by the call's overhead, and most calls
+        pass batched ndarrays of one float dtype, C-contiguous, of the right
+        shapes: checking just that is several times faster than the general
+        path, which handles everything else and raises the errors.
+        """
+        x, Wxh, Why = named["x"], named["Wxh"], named["Why"]
+        if not (type(x) is np.ndarray and type(Wxh) is np.ndarray and type(Why) is np.ndarray
+                and x.ndim == 3 and Wxh.ndim == 2 and Why.ndim == 2):
+            return False
+        dtype = x.dtype
+        if not (dtype is _FLOAT64 or dtype is _FLOAT32):
+            return False
+        T, B, I = x.shape
+        H, O = Wxh.shape[0], Why.shape[0]
+        shapes = {"x": (T, B, I), "h0": (B, H), "Wxh": (H, I), "Whh": (H, H), "Why": (O, H),
+                  "bh": (H,), "by": (O,), "dy": (T, B, O), "h": (T, B, H), "dh_last": (B, H)}
+        for name, array in named.items():
+            if array is not None and not (type(array) is np.ndarray and array.dtype is dtype
+                                          and array.shape == shapes[name]
+                                          and array.flags.c_contiguous):
+                return False
+        for name, array in named.items():
+            setattr(self, name, np.zeros(shapes[name], dtype) if array is None else array)
+        self.compute = self.result_dtype = dtype
+        self.single = False
+        self.H, self.O = H, O
+        return True
+
+    def _convert(self, named: dict) -> None:
+        for name, value in named.items():
+            if value is None and name not in _OPTIONAL:
+                raise TypeError(f"{name} must be an array, got None")
         arrays = {name: np.asarray(value) for name, value in named.items() if value is not None}
-        dtypes = {array.dtype for array in arrays.values()}
-        if len(dtypes) == 1 and dtypes <= {_FLOAT64, _FLOAT32}:  # the common case, checked fast
-            self.compute = self.result_dtype = dtypes.pop()
-        else:
-            for name, array in arrays.items():
-                if array.dtype.kind == "c":
-                    raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes "
-                                    "real RNNs only")
-                _validate.compute_dtype(array.dtype, name)
-            self.compute, self.result_dtype = _validate.compute_dtype(
-                np.result_type(*arrays.values()), ", ".join(arrays))
+        for name, array in arrays.items():
+            if array.dtype.kind == "c":
+                raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes "
+                                "real RNNs only")
+            _validate.compute_dtype(array.dtype, name)
+        self.compute, self.result_dtype = _validate.compute_dtype(
+            np.result_type(*arrays.values()), ", ".join(arrays))
 
         x = arrays["x"]
         if x.ndim not in (2, 3):
             raise ValueError(f"x must have shape (T, B, I) or (T, I), got {x.shape}")
-        self.single = x.ndim == 2
+        self.single = single = x.ndim == 2
         T, I = x.shape[0], x.shape[-1]
-        B = 1 if self.single else x.shape[1]
+        B = 1 if single else x.shape[1]
         Wxh, Whh, Why = arrays["Wxh"], arrays["Whh"], arrays["Why"]
         if Wxh.ndim != 2 or Wxh.shape[1] != I:
             raise ValueError(f"Wxh must have shape (H, I) with I = {I} for x {x.shape}, "
@@ -265,29 +300,26 @@ class _Arguments:
                              f"got {Why.shape}")
         O = Why.shape[0]
         self.H, self.O = H, O
-        state = (H,) if self.single else (B, H)
-        expected = {
-            "h0": state, "dh_last": state, "bh": (H,), "by": (O,),
-            "h": (T, *state), "dy": (T, O) if self.single else (T, B, O),
-        }
-        for name in expected.keys() & arrays.keys():
-            if arrays[name].shape != expected[name]:
-                raise ValueError(f"{name} must have shape {expected[name]} for x {x.shape}, "
-                                 f"Wxh {Wxh.shape} and Why {Why.shape}, "
-                                 f"got {arrays[name].shape}")
 
+        # name: (the shape the caller must give, the shape the kernels see)
+        state = (B, H)
+        shapes = {"x": (x.shape, (T, B, I)), "Wxh": (Wxh.shape,) * 2, "Whh": (Whh.shape,) * 2,
+                  "Why": (Why.shape,) * 2, "bh": ((H,),) * 2, "by": ((O,),) * 2,
+                  "h0": (state[single:], state), "dh_last": (state[single:], state),
+                  "h": ((T, *state[single:]), (T, B, H)),
+                  "dy": ((T, B, O)[:: 2 if single else 1], (T, B, O))}
         compute = self.compute
-        kernel_shapes = {"x": (T, B, I), "h0": (B, H), "dh_last": (B, H), "h": (T, B, H),
-                         "dy": (T, B, O)}
-        for name in named:
-            array = arrays.get(name)
-            if array is None:
-                array = np.zeros(kernel_shapes.get(name) or expected[name], compute)
-            else:
-                array = np.ascontiguousarray(array, dtype=compute)
-                if name in kernel_shapes:
-                    array = array.reshape(kernel_shapes[name])
-            setattr(self, name, array)
+        for name, value in named.items():
+            given, kernel_shape = shapes[name]
+            if value is None:
+                setattr(self, name, np.zeros(kernel_shape, compute))
+                continue
+            array = arrays[name]
+            if array.shape != given:
+                raise ValueError(f"{name} must have shape {given} for x {x.shape}, "
+                                 f"Wxh {Wxh.shape} and Why {Why.shape}, got {array.shape}")
+            array = np.ascontiguousarray(array, dtype=compute)
+            setattr(self, name, array.reshape(kernel_shape) if single else array)
 
     def deliver(self, result: np.ndarray, batched: bool = True) -> np.ndarray:
         """``result`` as the caller gets it, in the result dtype.

@@ -1,5 +1,5 @@
 /*
- * Vectorizable exp for the Cython kernels: the C port of
+ * Vectorizable exp and tanh for the Cython kernels: the C port of
  * fastcalc/_numba/_vecmath.py (same algorithm, same constants; that module's
  * docstring explains the method).
  *
@@ -12,6 +12,7 @@
 #ifndef FASTCALC_VECMATH_H
 #define FASTCALC_VECMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -105,6 +106,54 @@ FC_ALWAYS_INLINE float fc_exp_nonpositive_f32(float t)
     float scale_a = fc_bits_to_f32((half + 127) << 23);
     float scale_b = fc_bits_to_f32((rest + 127) << 23);
     return p * scale_a * scale_b;
+}
+
+/* tanh(v) = -m / (2 + m) for v >= 0, with m = expm1(-2 v) from exp's
+   reduction: expm1(t) = 2**n (p(r) - 1) + (2**n - 1), where p - 1 = r + r**2 q(r)
+   is fitted to expm1 in relative error (see _vecmath.py): full relative
+   accuracy near 0, where (1 - e) / (1 + e) would lose it.  Below the clamp
+   expm1 is -1 to working precision, so 2**n stays normal.  NaN flows through. */
+FC_ALWAYS_INLINE double fc_tanh_f64(double v)
+{
+    const double shift = 6755399441055744.0;
+    const double inv_ln2 = 1.4426950408889634;
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    double t = -2.0 * fabs(v);
+    t = t < -40.0 ? -40.0 : t;
+    double shifted = t * inv_ln2 + shift;
+    double nf = shifted - shift;
+    double r = (t - nf * ln2_hi) - nf * ln2_lo;
+    double pm1 = r + r * r * (0.50000000000000057134 + r * (0.16666666666666581365
+        + r * (0.041666666666569400127 + r * (0.0083333333333940971649
+        + r * (0.0013888888934158971891 + r * (0.00019841269711703169671
+        + r * (0.000024801501980650069000 + r * (0.0000027557410967636450028
+        + r * (2.7627404606753659245e-7 + r * 2.5053847250655854011e-8)))))))));
+    /* n = round(t / ln2) in [-58, 0] sits in the low mantissa bits of shifted. */
+    uint64_t biased = fc_f64_to_bits(shifted) - fc_f64_to_bits(shift) + 1023;
+    double scale = fc_bits_to_f64(biased << 52);
+    double m = pm1 * scale + (scale - 1.0);
+    return copysign(-m / (2.0 + m), v);
+}
+
+FC_ALWAYS_INLINE float fc_tanh_f32(float v)
+{
+    const float shift = 12582912.0f;
+    const float inv_ln2 = 1.44269504f;
+    const float ln2_hi = 0.693145751953125f;
+    const float ln2_lo = 1.428606765330187e-06f;
+    float t = -2.0f * fabsf(v);
+    t = t < -20.0f ? -20.0f : t;
+    float shifted = t * inv_ln2 + shift;
+    float nf = shifted - shift;
+    float r = (t - nf * ln2_hi) - nf * ln2_lo;
+    float pm1 = r + r * r * (0.49999998041368250707f + r * (0.16666538676522579667f
+        + r * (0.041667221420453641195f + r * (0.0083671814253952113974f
+        + r * 0.0013882385488359181840f))));
+    uint32_t biased = fc_f32_to_bits(shifted) - fc_f32_to_bits(shift) + 127;
+    float scale = fc_bits_to_f32(biased << 23);
+    float m = pm1 * scale + (scale - 1.0f);
+    return copysignf(-m / (2.0f + m), v);
 }
 
 #endif
