@@ -18,8 +18,8 @@ import numpy as np
 
 from fastcalc import _dispatch
 
-__all__ = ["Case", "Result", "activation_cases", "conv2d_cases", "convolution_cases",
-           "format_table", "peak_gflop_per_s", "run"]
+__all__ = ["RNN_SIZES", "Case", "Result", "activation_cases", "conv2d_cases",
+           "convolution_cases", "format_table", "peak_gflop_per_s", "rnn_cases", "run"]
 
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
@@ -328,6 +328,91 @@ def _torch_conv2d(torch, x, weight, bias, grad_out, padding):
         for leaf in leaves:
             leaf.grad = None
         conv2d(*leaves, padding=padding).backward(tgrad)
+
+    return forward, forward_backward
+
+
+# (T, B, I, H, O): a training-sized batch, and the seed's slide-11 network.
+RNN_SIZES = ((100, 32, 64, 128, 64), (4, 1, 2, 3, 2))
+
+
+def rnn_cases(
+    sizes: Iterable[tuple[int, int, int, int, int]] = RNN_SIZES,
+    dtypes: Iterable[str] = ("float32", "float64"), seed: int = 0,
+) -> list[Case]:
+    """Cases for the Elman RNN: forward, and forward + backward through time.
+
+    Peers: ``torch.nn.RNN`` (tanh) + ``nn.Linear`` with the same weights,
+    forward under ``no_grad`` and forward + ``backward`` through autograd,
+    when torch is installed.  A forward pass counts 2 * T * B * H * (I + H +
+    O) FLOPs (its three matrix products); forward + backward three times
+    that (the backward pass has twice the forward's products).
+    """
+    import fastcalc
+
+    rng = np.random.default_rng(seed)
+    torch = _peer_torch()
+    cases = []
+    for T, B, I, H, O in sizes:  # noqa: E741 (the RNN's dimension names)
+        for dtype in dtypes:
+            def normal(*shape, scale=1.0, dtype=dtype):
+                return (rng.standard_normal(shape) * scale).astype(dtype)
+
+            weights = (normal(H, I, scale=I**-0.5), normal(H, H, scale=H**-0.5),
+                       normal(O, H, scale=H**-0.5), normal(H), normal(O))
+            x, h0, dy = normal(T, B, I), normal(B, H), normal(T, B, O)
+            forward = {f"fastcalc {backend}": functools.partial(
+                fastcalc.rnn_forward, x, h0, *weights, backend=backend)
+                for backend in fastcalc.available_backends()}
+            both = {f"fastcalc {backend}": functools.partial(
+                _rnn_forward_backward, x, h0, weights, dy, backend)
+                for backend in fastcalc.available_backends()}
+            if torch is not None:
+                forward["torch RNN+Linear"], both["torch RNN+Linear"] = _torch_rnn(
+                    torch, x, h0, weights, dy)
+            flops = 2 * T * B * H * (I + H + O)
+            moved = x.nbytes + dy.nbytes + T * B * H * x.itemsize + sum(w.nbytes for w in weights)
+            shape = f"(T,B,I,H,O)=({T},{B},{I},{H},{O})"
+            for kernel, implementations, factor in (("rnn forward", forward, 1),
+                                                    ("rnn forward+backward", both, 3)):
+                cases += [Case(f"{kernel} {shape}", dtype, T * B, name, function,
+                               moved * factor, "", flops * factor)
+                          for name, function in implementations.items()]
+    return cases
+
+
+def _rnn_forward_backward(x, h0, weights, dy, backend):
+    import fastcalc
+
+    Wxh, Whh, Why, bh, by = weights
+    h, _ = fastcalc.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, backend=backend)
+    return fastcalc.rnn_backward(dy, x, h, h0, Wxh, Whh, Why, backend=backend)
+
+
+def _torch_rnn(torch, x, h0, weights, dy):
+    """torch's forward (no autograd) and forward + backward, as two callables."""
+    T, B, I = x.shape  # noqa: E741
+    Wxh, Whh, Why, bh, by = (torch.from_numpy(w) for w in weights)
+    dtype = Wxh.dtype
+    rnn = torch.nn.RNN(I, Whh.shape[0], nonlinearity="tanh", dtype=dtype)
+    linear = torch.nn.Linear(*Why.shape[::-1], dtype=dtype)
+    with torch.no_grad():
+        for parameter, value in ((rnn.weight_ih_l0, Wxh), (rnn.weight_hh_l0, Whh),
+                                 (rnn.bias_ih_l0, bh), (rnn.bias_hh_l0, 0 * bh),
+                                 (linear.weight, Why), (linear.bias, by)):
+            parameter.copy_(value)
+    tx, th0, tdy = torch.from_numpy(x), torch.from_numpy(h0)[None], torch.from_numpy(dy)
+    leaves = [tensor.clone().requires_grad_() for tensor in (tx, th0)]
+    parameters = [*rnn.parameters(), *linear.parameters()]
+
+    def forward():
+        with torch.no_grad():
+            return linear(rnn(tx, th0)[0])
+
+    def forward_backward():
+        for tensor in (*leaves, *parameters):
+            tensor.grad = None
+        linear(rnn(*leaves)[0]).backward(tdy)
 
     return forward, forward_backward
 

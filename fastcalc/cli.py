@@ -10,7 +10,7 @@ import sys
 __all__ = ["main"]
 
 _ACTIVATIONS = ("sigmoid", "sigmoid_derivative")
-_KERNELS = (*_ACTIVATIONS, "correlate2d", "conv2d")
+_KERNELS = (*_ACTIVATIONS, "correlate2d", "conv2d", "rnn")
 
 
 def _positive_int(text: str) -> int:
@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         "table: median time per call, speed-up over the numpy reference, throughput (GB/s for "
         "elementwise kernels, GFLOP/s and share of the measured peak for convolutions), and "
         "the ratio to a plain memory copy of the same bytes (the limit of an elementwise "
-        "kernel).",
+        "kernel).  The RNN runs at (T, B, I, H, O) = (100, 32, 64, 128, 64) and at the "
+        "seed's (4, 1, 2, 3, 2).",
     )
     bench.add_argument("--sizes", type=_positive_int, nargs="+", default=[1000, 1_000_000],
                        metavar="N", help="elementwise array sizes (default: 1000 1000000)")
@@ -82,6 +83,8 @@ def _bench(args: argparse.Namespace) -> int:
         cases += _bench.convolution_cases(args.image_sizes, dtypes, args.kernel_sizes)
     if "conv2d" in args.kernels:
         cases += _bench.conv2d_cases(batch=args.batch, dtypes=dtypes)
+    if "rnn" in args.kernels:
+        cases += _bench.rnn_cases(dtypes=dtypes)
     results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
                          progress=None if args.quiet else _progress)
     machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "

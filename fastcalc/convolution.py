@@ -185,8 +185,8 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         direct = _direct_target(out, (*batch_shape, *shape), compute, (image, kernel),
                                 swapped and not flip)
         result = np.empty((images.shape[0], *shape), compute) if direct is None else direct
+        correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
         if result.size:
-            correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
             correlate(images, weights, result, top, left, fill, _dispatch.kernel_threads())
         if direct is not None:
             return out
@@ -324,8 +324,8 @@ def conv2d(
     """
     layer = _Layer(x, weight, bias, stride, padding)
     out = np.empty(layer.out_shape, layer.compute)
+    kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
     if out.size:
-        kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
         kernel(layer.x, layer.weight, layer.bias, out, layer.stride, (1, 1), layer.padding,
                _dispatch.kernel_threads())
     return out.astype(layer.result_dtype, copy=False)
@@ -386,19 +386,20 @@ def conv2d_backward(
     grad_x = np.empty(layer.x.shape, layer.compute)
     grad_weight = np.empty(layer.weight.shape, layer.compute)
     threads = _dispatch.kernel_threads()
+    forward = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+    grad_weight_kernel = _dispatch.kernel("convolution", "conv2d_grad_weight", backend,
+                                          _AUTO_ORDER)
     if grad_x.size and gradient.size:
         # The input gradient scatters grad_out back through the windows: a
         # stride-1 correlation of grad_out, spread out by the stride and padded,
         # with the flipped filters, input and output channels swapped.
         flipped = np.ascontiguousarray(layer.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
-        kernel(gradient, flipped, np.zeros(flipped.shape[0], layer.compute), grad_x, (1, 1),
+        forward(gradient, flipped, np.zeros(flipped.shape[0], layer.compute), grad_x, (1, 1),
                layer.stride, (kh - 1 - ph, kw - 1 - pw), threads)
     else:
         grad_x[...] = 0
     if grad_weight.size and gradient.size:
-        kernel = _dispatch.kernel("convolution", "conv2d_grad_weight", backend, _AUTO_ORDER)
-        kernel(gradient, layer.x, grad_weight, layer.stride, layer.padding, threads)
+        grad_weight_kernel(gradient, layer.x, grad_weight, layer.stride, layer.padding, threads)
     else:
         grad_weight[...] = 0
     grad_bias = gradient.sum(axis=(0, 2, 3))

@@ -18,7 +18,7 @@ from fastcalc import _dispatch, _validate
 
 __all__ = ["RNNGrads", "rnn_backward", "rnn_forward"]
 
-# From benchmarks/bench_rnn.py: Cython is ahead at every size measured.
+# From benchmarks/bench_rnn.py: Cython is ahead at both sizes measured.
 _AUTO_ORDER = ("cython", "numba", "numpy")
 
 _FLOAT64 = np.dtype(np.float64)
@@ -77,9 +77,11 @@ def rnn_forward(
         Output bias (default zeros).
     backend : {"auto", "numpy", "numba", "cython"}, optional
         Overrides :func:`fastcalc.get_backend`.  numpy steps through time
-        in Python; Numba and Cython run the whole loop compiled, with the
-        matrix products in BLAS (scipy's) once they are large enough to
-        gain from it and in plain loops below that.
+        in Python.  Numba and Cython run the whole loop compiled: Numba with
+        the large matrix products in BLAS (scipy's, on BLAS's own threads);
+        Cython shares the batch out among :func:`fastcalc.get_num_threads`
+        threads, each running every step of its sequences with the products
+        summed in vector registers.
 
     Returns
     -------
@@ -119,8 +121,8 @@ def rnn_forward(
     compute = args.compute
     h = np.empty((T, B, H), compute)
     y = np.empty((T, B, O), compute)
+    kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
     if T and B:
-        kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
         kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
                _dispatch.kernel_threads())
     return args.deliver(h), args.deliver(y)
@@ -209,8 +211,8 @@ def rnn_backward(
     dbh = np.empty(args.H, compute)
     dWhy = np.empty(args.Why.shape, compute)
     dby = np.empty(args.O, compute)
+    kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
     if T and B:
-        kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
         kernel(args.dy, args.x, args.h, args.h0, args.Wxh, args.Whh, args.Why, args.dh_last,
                limit, dx, dh0, dWxh, dWhh, dbh, dWhy, dby, _dispatch.kernel_threads())
     else:

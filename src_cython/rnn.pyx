@@ -6,16 +6,17 @@ num_threads)`` and ``rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last,
 clip, dx, dh0, dWxh, dWhh, dbh, dWhy, dby, num_threads)``, every array
 C-contiguous, native, of one dtype (float32 or float64), batched (T, B, ...).
 
-The whole time loop runs here, without the GIL.  Everything that does not
-depend on the previous step is one matrix product over all T * B rows:
-the input projection before the loop, the outputs after it; backward, dL/dh
-through the outputs before the loop, and the weight gradients and dL/dx
-after it.  Inside the loop remain one (B, H) x (H, H) product and the tanh
-(or its derivative) per step.  Products of at least ``BLAS_MIN_WORK``
-multiply-adds go to BLAS (scipy's, through the function pointers of
-``scipy.linalg.cython_blas``), smaller ones to plain loops, which beat a
-BLAS call's overhead there (the seed's RNN is all small products).
-BLAS threads its large products itself; ``num_threads`` is not used.
+The whole time loop runs here, without the GIL.  Sequences are independent,
+so threads share out the batch (in groups of 4 rows), and each runs every
+time step of its rows: one parallel region per call, no synchronisation
+per step.  All of a step's products run on the C kernels of rnn.h, which
+sum blocks of 4 rows x 2-4 vectors in registers, reading the weights (or
+their transposes, made once per call) in place, where they stay in cache
+from step to step.  BLAS, which would pack the weights again at every
+step's small product, measured slower, and its own thread pool competed
+with these threads.  The weight gradients are summed per thread and the
+threads' shares added in a fixed order, so results are deterministic for a
+given thread count.
 
 setup.py compiles this file once per instruction set; :func:`fastcalc._cython.load`
 imports the best one the CPU runs.
@@ -23,82 +24,20 @@ imports the best one the CPU runs.
 
 cimport cython
 cimport numpy as cnp
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
-from libc.limits cimport INT_MAX
+from cython.parallel cimport prange
 
 import numpy as np
-from scipy.linalg import cython_blas
 
 from _fused cimport floating
+from _openmp cimport FASTCALC_OPENMP
 from _vecmath cimport tanh
 
-__all__ = ["BLAS_MIN_WORK", "rnn_backward", "rnn_forward"]
+__all__ = ["OPENMP", "rnn_backward", "rnn_forward"]
+
+# Whether prange runs on threads; without OpenMP the kernels are serial.
+OPENMP = FASTCALC_OPENMP
 
 cnp.import_array()
-
-ctypedef void (*sgemm_t)(const char* transa, const char* transb, const int* m, const int* n,
-                         const int* k, const float* alpha, const float* a, const int* lda,
-                         const float* b, const int* ldb, const float* beta, float* c,
-                         const int* ldc) noexcept nogil
-ctypedef void (*dgemm_t)(const char* transa, const char* transb, const int* m, const int* n,
-                         const int* k, const double* alpha, const double* a, const int* lda,
-                         const double* b, const int* ldb, const double* beta, double* c,
-                         const int* ldc) noexcept nogil
-
-
-cdef void* _blas_function(str name) except NULL:
-    capsule = cython_blas.__pyx_capi__[name]
-    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
-
-
-cdef sgemm_t _sgemm = <sgemm_t>_blas_function("sgemm")
-cdef dgemm_t _dgemm = <dgemm_t>_blas_function("dgemm")
-
-# A product of fewer multiply-adds runs in the loops below: a BLAS call costs
-# about as much as this many of them (measured with benchmarks/bench_rnn.py).
-cdef Py_ssize_t _BLAS_MIN_WORK = 1 << 12
-BLAS_MIN_WORK = _BLAS_MIN_WORK
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef void _matmul(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                  const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                  bint accumulate, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """``c = op(a) @ op(b)`` (``+= `` if ``accumulate``), all row-major.
-
-    ``op(a)`` is (m, k): ``a`` itself, or ``a.T`` for ``trans_a``; likewise
-    ``op(b)`` (k, n).  ``c`` is never read unless accumulating, so it may
-    hold anything (NaN) before.
-    """
-    cdef int im = <int>m, in_ = <int>n, ik = <int>k, ilda = <int>lda, ildb = <int>ldb
-    cdef int ildc = <int>ldc
-    cdef char ta = b"T" if trans_a else b"N"
-    cdef char tb = b"T" if trans_b else b"N"
-    cdef floating one = 1
-    cdef floating beta = 1 if accumulate else 0
-    cdef Py_ssize_t i, j, p
-    cdef floating total
-    if (m * n * k >= _BLAS_MIN_WORK and max(m, n, k) <= INT_MAX
-            and max(lda, ldb, ldc) <= INT_MAX):
-        # Row-major c = op(a) op(b) is column-major c.T = op(b).T op(a).T:
-        # BLAS sees each row-major matrix as its transpose.
-        if floating is float:
-            _sgemm(&tb, &ta, &in_, &im, &ik, &one, b, &ildb, a, &ilda, &beta, c, &ildc)
-        else:
-            _dgemm(&tb, &ta, &in_, &im, &ik, &one, b, &ildb, a, &ilda, &beta, c, &ildc)
-        return
-    for i in range(m):
-        for j in range(n):
-            total = 0
-            for p in range(k):
-                total += ((a[p * lda + i] if trans_a else a[i * lda + p])
-                          * (b[j * ldb + p] if trans_b else b[p * ldb + j]))
-            if accumulate:
-                c[i * ldc + j] += total
-            else:
-                c[i * ldc + j] = total
-
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
@@ -109,6 +48,12 @@ cdef void _fill_rows(floating* out, Py_ssize_t rows, const floating* row,
     for r in range(rows):
         for j in range(n):
             out[r * n + j] = row[j]
+
+
+cdef void _fill_zero(floating* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = 0
 
 
 @cython.boundscheck(False)
@@ -133,27 +78,160 @@ cdef void _clip(floating* a, Py_ssize_t n, floating limit) noexcept nogil:
         a[i] = limit if a[i] > limit else (-limit if a[i] < -limit else a[i])
 
 
+cdef extern from "rnn.h" nogil:
+    void fc_matmul_add_float(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                             Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
+                             Py_ssize_t ldc)
+    void fc_matmul_add_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                              Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
+                              Py_ssize_t ldc)
+    void fc_matmul_t_add_float(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                               Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
+                               Py_ssize_t ldc)
+    void fc_matmul_t_add_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                                Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
+                                Py_ssize_t ldc)
+
+
+cdef inline void _matmul_add(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                             const floating* b, floating* c) noexcept nogil:
+    """``c += a @ b`` for the recurrence: a (m, k), b (k, n), c (m, n), rows contiguous."""
+    if floating is float:
+        fc_matmul_add_float(m, n, k, a, k, b, n, c, n)
+    else:
+        fc_matmul_add_double(m, n, k, a, k, b, n, c, n)
+
+
+cdef inline void _matmul_t_add(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                               const floating* b, floating* c) noexcept nogil:
+    """``c += a.T @ b`` for the weight gradients: a (k, m), b (k, n), c (m, n)."""
+    if floating is float:
+        fc_matmul_t_add_float(m, n, k, a, m, b, n, c, n)
+    else:
+        fc_matmul_t_add_double(m, n, k, a, m, b, n, c, n)
+
+
+# Sequences are independent: with more than this many multiply-adds per pass
+# (T * B * H * (I + H + O)), threads share out the batch, each running the
+# whole time loop on its rows (one parallel region, no synchronisation per step).
+cdef Py_ssize_t _PARALLEL_MIN_WORK = 1 << 18
+
+
+cdef int _row_threads(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
+                      int num_threads) noexcept nogil:
+    """How many threads share the batch (1 if the work is too small)."""
+    if num_threads <= 1 or T * B * H * (I + H + O) < _PARALLEL_MIN_WORK:
+        return 1
+    return <int>min(<Py_ssize_t>num_threads, (B + 3) // 4)
+
+
+cdef inline Py_ssize_t _first_row(Py_ssize_t B, int threads, Py_ssize_t index) noexcept nogil:
+    """The first batch row of thread ``index``: groups of 4 rows, shared out evenly."""
+    cdef Py_ssize_t groups = (B + 3) // 4
+    return min(B, 4 * (index * groups // threads))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _forward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
+                        const floating* x, const floating* h0, const floating* WxhT,
+                        const floating* WhhT, const floating* WhyT, const floating* bh,
+                        const floating* by, floating* h, floating* y, Py_ssize_t first,
+                        Py_ssize_t last) noexcept nogil:
+    """Batch rows first..last of every step, all three products of a step at once."""
+    cdef Py_ssize_t t, i, rows = last - first
+    cdef floating* current
+    for t in range(T):
+        current = h + (t * B + first) * H
+        _fill_rows(current, rows, bh, H)
+        _matmul_add(rows, H, I, x + (t * B + first) * I, WxhT, current)
+        _matmul_add(rows, H, H, h0 + first * H if t == 0 else current - B * H, WhhT, current)
+        for i in range(rows * H):
+            current[i] = tanh(current[i])
+        _fill_rows(y + (t * B + first) * O, rows, by, O)
+        _matmul_add(rows, O, H, current, WhyT, y + (t * B + first) * O)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _backward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
+                         const floating* dy, const floating* x, const floating* h,
+                         const floating* h0, const floating* Wxh, const floating* Whh,
+                         const floating* Why, const floating* dh_last, floating* da,
+                         floating* dx, floating* dh0, floating* partial, Py_ssize_t first,
+                         Py_ssize_t last) noexcept nogil:
+    """Batch rows first..last of every step, back through time.
+
+    dL/dh[t] is what reaches h[t] through y[t] (``dy[t] @ Why``) and from
+    step t + 1 (``da[t + 1] @ Whh``, or ``dh_last`` at the last step); times
+    tanh' = 1 - h[t] ** 2 it is ``da[t]``, which gives ``dx[t] = da[t] @ Wxh``.
+    These rows' share of dWxh, dWhh and dWhy is summed into ``partial``.
+    """
+    cdef Py_ssize_t t, i, rows = last - first
+    cdef floating* current
+    cdef const floating* state
+    cdef floating* dWxh = partial
+    cdef floating* dWhh = partial + H * I
+    cdef floating* dWhy = partial + H * I + H * H
+    _fill_zero(partial, H * I + H * H + O * H)
+    for t in range(T - 1, -1, -1):
+        current = da + (t * B + first) * H
+        _fill_zero(current, rows * H)
+        _matmul_add(rows, H, O, dy + (t * B + first) * O, Why, current)
+        if t == T - 1:
+            for i in range(rows * H):
+                current[i] += dh_last[first * H + i]
+        else:
+            _matmul_add(rows, H, H, current + B * H, Whh, current)
+        state = h + (t * B + first) * H
+        for i in range(rows * H):
+            current[i] *= 1 - state[i] * state[i]
+        _fill_zero(dx + (t * B + first) * I, rows * I)
+        _matmul_add(rows, I, H, current, Wxh, dx + (t * B + first) * I)
+        _matmul_t_add(H, I, rows, current, x + (t * B + first) * I, dWxh)
+        _matmul_t_add(H, H, rows, current, h0 + first * H if t == 0 else state - B * H, dWhh)
+        _matmul_t_add(O, H, rows, dy + (t * B + first) * O, state, dWhy)
+    _fill_zero(dh0 + first * H, rows * H)
+    _matmul_add(rows, H, H, da + first * H, Whh, dh0 + first * H)
+
+
+cdef void _unpack(const floating* source, Py_ssize_t n, floating* out) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = source[i]
+
+
+cdef void _transpose(const floating* a, Py_ssize_t rows, Py_ssize_t columns,
+                     floating* out) noexcept nogil:
+    """``out`` (columns, rows) = ``a`` (rows, columns) transposed."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(columns):
+            out[j * rows + i] = a[i * columns + j]
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef void _forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
                    const floating* x, const floating* h0, const floating* Wxh,
                    const floating* Whh, const floating* Why, const floating* bh,
-                   const floating* by, floating* h, floating* y) noexcept:
-    cdef Py_ssize_t t, i, step = B * H
-    cdef floating* current
+                   const floating* by, floating* h, floating* y, floating* transposed,
+                   int num_threads) noexcept:
+    cdef Py_ssize_t index
+    cdef int threads = _row_threads(T, B, I, H, O, num_threads)
+    cdef floating* WxhT = transposed
+    cdef floating* WhhT = transposed + H * I
+    cdef floating* WhyT = transposed + H * I + H * H
     with nogil:
-        # h = x @ Wxh.T + bh for all steps at once; then the recurrence adds
-        # h[t - 1] @ Whh.T and applies tanh, step by step.
-        _fill_rows(h, T * B, bh, H)
-        _matmul(False, True, T * B, H, I, x, I, Wxh, I, True, h, H)
-        for t in range(T):
-            current = h + t * step
-            _matmul(False, True, B, H, H, h0 if t == 0 else current - step, H, Whh, H, True,
-                    current, H)
-            for i in range(step):
-                current[i] = tanh(current[i])
-        _fill_rows(y, T * B, by, O)
-        _matmul(False, True, T * B, O, H, h, H, Why, H, True, y, O)
+        _transpose(Wxh, H, I, WxhT)
+        _transpose(Whh, H, H, WhhT)
+        _transpose(Why, O, H, WhyT)
+        if threads == 1:
+            _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y, 0, B)
+        else:
+            for index in prange(threads, num_threads=threads, schedule="static"):
+                _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y,
+                              _first_row(B, threads, index), _first_row(B, threads, index + 1))
 
 
 @cython.boundscheck(False)
@@ -163,33 +241,29 @@ cdef void _backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_s
                     const floating* h0, const floating* Wxh, const floating* Whh,
                     const floating* Why, const floating* dh_last, floating clip,
                     floating* dx, floating* dh0, floating* dWxh, floating* dWhh,
-                    floating* dbh, floating* dWhy, floating* dby, floating* da) noexcept:
-    cdef Py_ssize_t t, i, step = B * H
-    cdef floating* current
-    cdef const floating* state
+                    floating* dbh, floating* dWhy, floating* dby, floating* da,
+                    floating* partial, int num_threads) noexcept:
+    cdef Py_ssize_t index, i, size = H * I + H * H + O * H
+    cdef int threads = _row_threads(T, B, I, H, O, num_threads)
     with nogil:
-        # Through the outputs: dWhy, dby, and dL/dh[t] from y[t] for every step.
-        _matmul(True, False, O, H, T * B, dy, O, h, H, False, dWhy, H)
+        if threads == 1:
+            _backward_rows(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx, dh0,
+                           partial, 0, B)
+        else:
+            for index in prange(threads, num_threads=threads, schedule="static"):
+                _backward_rows(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx, dh0,
+                               partial + index * size, _first_row(B, threads, index),
+                               _first_row(B, threads, index + 1))
+            # The threads' shares, added in a fixed order: deterministic for a
+            # given thread count.
+            for index in range(1, threads):
+                for i in range(size):
+                    partial[i] += partial[index * size + i]
+        _unpack(partial, H * I, dWxh)
+        _unpack(partial + H * I, H * H, dWhh)
+        _unpack(partial + H * I + H * H, O * H, dWhy)
         _column_sums(dy, T * B, O, dby)
-        _matmul(False, False, T * B, H, O, dy, O, Why, H, False, da, H)
-        # Back through time: add what reaches h[t] from step t + 1, times tanh'.
-        for t in range(T - 1, -1, -1):
-            current = da + t * step
-            if t == T - 1:
-                for i in range(step):
-                    current[i] += dh_last[i]
-            else:
-                _matmul(False, False, B, H, H, current + step, H, Whh, H, True, current, H)
-            state = h + t * step
-            for i in range(step):
-                current[i] *= 1 - state[i] * state[i]
-        _matmul(False, False, B, H, H, da, H, Whh, H, False, dh0, H)
-        # The parameters' gradients, summed over every step.
-        _matmul(True, False, H, I, T * B, da, H, x, I, False, dWxh, I)
-        _matmul(True, False, H, H, (T - 1) * B, da + step, H, h, H, False, dWhh, H)
-        _matmul(True, False, H, H, B, da, H, h0, H, True, dWhh, H)
         _column_sums(da, T * B, H, dbh)
-        _matmul(False, False, T * B, I, H, da, H, Wxh, I, False, dx, I)
         _clip(dWxh, H * I, clip)
         _clip(dWhh, H * H, clip)
         _clip(dbh, H, clip)
@@ -206,16 +280,18 @@ def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, int num_threads):
     cdef Py_ssize_t T = cnp.PyArray_DIM(x, 0), B = cnp.PyArray_DIM(x, 1)
     cdef Py_ssize_t I = cnp.PyArray_DIM(x, 2), H = cnp.PyArray_DIM(Wxh, 0)
     cdef Py_ssize_t O = cnp.PyArray_DIM(Why, 0)
+    # The products read Wxh.T, Whh.T and Why.T row by row.
+    transposed = np.empty(Wxh.size + Whh.size + Why.size, Whh.dtype)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _forward[float](T, B, I, H, O, <float*>_data(x), <float*>_data(h0),
                         <float*>_data(Wxh), <float*>_data(Whh), <float*>_data(Why),
                         <float*>_data(bh), <float*>_data(by), <float*>_data(h),
-                        <float*>_data(y))
+                        <float*>_data(y), <float*>_data(transposed), num_threads)
     else:
         _forward[double](T, B, I, H, O, <double*>_data(x), <double*>_data(h0),
                          <double*>_data(Wxh), <double*>_data(Whh), <double*>_data(Why),
                          <double*>_data(bh), <double*>_data(by), <double*>_data(h),
-                         <double*>_data(y))
+                         <double*>_data(y), <double*>_data(transposed), num_threads)
 
 
 def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, double clip, dx, dh0, dWxh, dWhh,
@@ -225,17 +301,21 @@ def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, double clip, dx, dh0, dWx
     cdef Py_ssize_t I = cnp.PyArray_DIM(x, 2), H = cnp.PyArray_DIM(Wxh, 0)
     cdef Py_ssize_t O = cnp.PyArray_DIM(Why, 0)
     da = np.empty_like(h)  # dL/d(pre-activation) of every step
+    # One share of (dWxh, dWhh, dWhy) per thread.
+    partial = np.empty((max(num_threads, 1), Wxh.size + Whh.size + Why.size), h.dtype)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _backward[float](T, B, I, H, O, <float*>_data(dy), <float*>_data(x), <float*>_data(h),
                          <float*>_data(h0), <float*>_data(Wxh), <float*>_data(Whh),
                          <float*>_data(Why), <float*>_data(dh_last), <float>clip,
                          <float*>_data(dx), <float*>_data(dh0), <float*>_data(dWxh),
                          <float*>_data(dWhh), <float*>_data(dbh), <float*>_data(dWhy),
-                         <float*>_data(dby), <float*>_data(da))
+                         <float*>_data(dby), <float*>_data(da), <float*>_data(partial),
+                         num_threads)
     else:
         _backward[double](T, B, I, H, O, <double*>_data(dy), <double*>_data(x),
                           <double*>_data(h), <double*>_data(h0), <double*>_data(Wxh),
                           <double*>_data(Whh), <double*>_data(Why), <double*>_data(dh_last),
                           clip, <double*>_data(dx), <double*>_data(dh0), <double*>_data(dWxh),
                           <double*>_data(dWhh), <double*>_data(dbh), <double*>_data(dWhy),
-                          <double*>_data(dby), <double*>_data(da))
+                          <double*>_data(dby), <double*>_data(da),
+                          <double*>_data(partial), num_threads)
