@@ -81,7 +81,7 @@ def rnn_forward(
         the large matrix products in BLAS (scipy's, on BLAS's own threads);
         Cython shares the batch out among :func:`fastcalc.get_num_threads`
         threads, each running every step of its sequences with the products
-        summed in vector registers.
+        summed in vector registers (the fastest; ``"auto"`` picks it).
 
     Returns
     -------
