@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Elementwise", "check_out", "compute_dtype", "elementwise", "finish"]
+__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise", "finish"]
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -38,6 +38,20 @@ def compute_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, np.dtype]:
     raise TypeError(
         f"{name} must be a real floating, integer or bool array, got dtype {dtype}"
     )
+
+
+def common_dtype(arrays: dict[str, np.ndarray], what: str) -> tuple[np.dtype, np.dtype]:
+    """``(computed in, returned as)`` for named arrays used together: numpy's promotion of all.
+
+    A complex array is a TypeError naming it (fastcalc computes real ``what``
+    only), as is any other dtype :func:`compute_dtype` rejects.
+    """
+    for name, array in arrays.items():
+        if array.dtype.kind == "c":
+            raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes real "
+                            f"{what} only")
+        compute_dtype(array.dtype, name)
+    return compute_dtype(np.result_type(*arrays.values()), ", ".join(arrays))
 
 
 # What :func:`elementwise` returns: ``(source, target, result, copy_back,

@@ -418,13 +418,7 @@ class _Layer:
         if grad_out is not None:
             named["grad_out"] = grad_out
         arrays = {name: np.asarray(value) for name, value in named.items()}
-        for name, array in arrays.items():
-            if array.dtype.kind == "c":
-                raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes real "
-                                "convolutions only")
-            _validate.compute_dtype(array.dtype, name)
-        self.compute, self.result_dtype = _validate.compute_dtype(
-            np.result_type(*arrays.values()), " and ".join(arrays))
+        self.compute, self.result_dtype = _validate.common_dtype(arrays, "convolutions")
         image, filters = arrays["x"], arrays["weight"]
         if image.ndim != 4:
             raise ValueError(f"x must have shape (N, C, H, W), got {image.shape}")

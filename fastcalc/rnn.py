@@ -275,13 +275,7 @@ class _Arguments:
             if value is None and name not in _OPTIONAL:
                 raise TypeError(f"{name} must be an array, got None")
         arrays = {name: np.asarray(value) for name, value in named.items() if value is not None}
-        for name, array in arrays.items():
-            if array.dtype.kind == "c":
-                raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes "
-                                "real RNNs only")
-            _validate.compute_dtype(array.dtype, name)
-        self.compute, self.result_dtype = _validate.compute_dtype(
-            np.result_type(*arrays.values()), ", ".join(arrays))
+        self.compute, self.result_dtype = _validate.common_dtype(arrays, "RNNs")
 
         x = arrays["x"]
         if x.ndim not in (2, 3):

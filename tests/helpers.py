@@ -52,3 +52,11 @@ def run_concurrently(work, count=8):
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def assert_threads_agree(results, expected, names):
+    """Every thread's ``results[i]`` (a tuple of arrays named ``names``) equals ``expected[i]``."""
+    for result, want in zip(results, expected, strict=True):
+        assert result is not None, "a thread failed"
+        for name, actual, value in zip(names, result, want, strict=True):
+            np.testing.assert_array_equal(actual, value, err_msg=name)

@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from helpers import kernel_modules, layouts, run_concurrently
+from helpers import assert_threads_agree, kernel_modules, layouts, run_concurrently
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -423,10 +423,7 @@ def test_thread_safety(backend):
             results[index] = run_layer(x, weight, None, grad_out, 1, 1, backend)
 
     run_concurrently(work)
-    for result, want in zip(results, expected, strict=True):
-        assert result is not None, "a thread failed"
-        for name, actual, value in zip(RESULTS, result, want, strict=True):
-            np.testing.assert_array_equal(actual, value, err_msg=name)
+    assert_threads_agree(results, expected, RESULTS)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
