@@ -22,6 +22,7 @@ from fastcalc._dispatch import (
 )
 from fastcalc.activations import sigmoid, sigmoid_derivative
 from fastcalc.convolution import conv2d, conv2d_backward, convolve2d, correlate2d
+from fastcalc.optim import fit_linear, fit_logistic, gradient_descent
 from fastcalc.rnn import RNNGrads, rnn_backward, rnn_forward
 
 __all__ = [
@@ -32,8 +33,11 @@ __all__ = [
     "conv2d_backward",
     "convolve2d",
     "correlate2d",
+    "fit_linear",
+    "fit_logistic",
     "get_backend",
     "get_num_threads",
+    "gradient_descent",
     "rnn_backward",
     "rnn_forward",
     "set_backend",

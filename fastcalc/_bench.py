@@ -19,7 +19,8 @@ import numpy as np
 from fastcalc import _dispatch
 
 __all__ = ["RNN_SIZES", "Case", "Result", "activation_cases", "conv2d_cases",
-           "convolution_cases", "format_table", "peak_gflop_per_s", "rnn_cases", "run"]
+           "convolution_cases", "descent_cases", "fit_cases", "format_table",
+           "peak_gflop_per_s", "rnn_cases", "run"]
 
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
@@ -415,6 +416,145 @@ def _torch_rnn(torch, x, h0, weights, dy):
         linear(rnn(*leaves)[0]).backward(tdy)
 
     return forward, forward_backward
+
+
+def _peer_jax():
+    """jax with float64 enabled (a process-wide setting), or None if not installed."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _quadratic_gradient(x):
+    return 2 * x + 5
+
+
+def descent_cases(problems: int = 10**6, n_iter: int = 100, dtypes: Iterable[str] = ("float64",),
+                  seed: int = 0) -> list[Case]:
+    """Cases for gradient descent on independent scalar quadratics (the seed's slide 3).
+
+    ``problems`` starting points of f(x) = x**2 + 5x + 6, ``n_iter`` steps
+    of lr = 0.1.  Peer: JAX, ``jit`` of a ``fori_loop`` over the whole batch,
+    when installed.  A step counts 4 FLOPs per problem.
+    """
+    import fastcalc
+
+    rng = np.random.default_rng(seed)
+    jax = _peer_jax()
+    cases = []
+    for dtype in dtypes:
+        x0 = (rng.standard_normal(problems) * 10).astype(dtype)
+        implementations = {
+            f"fastcalc {backend}": functools.partial(
+                fastcalc.gradient_descent, _quadratic_gradient, x0, 0.1, n_iter, backend=backend)
+            for backend in fastcalc.available_backends() if backend != "cython"
+        }
+        if jax is not None:
+            implementations["JAX jit fori_loop"] = _jax_descent(jax, x0, n_iter)
+        cases += [Case(f"gradient_descent {problems:,} quadratics x {n_iter} steps", dtype,
+                       problems, name, function, 2 * x0.nbytes, "", 4 * problems * n_iter)
+                  for name, function in implementations.items()]
+    return cases
+
+
+def _jax_descent(jax, x0, n_iter):
+    jnp = jax.numpy
+    run = jax.jit(lambda x: jax.lax.fori_loop(0, n_iter, lambda i, x: x - 0.1 * (2 * x + 5), x))
+    x = jnp.asarray(x0)
+    return lambda: run(x).block_until_ready()
+
+
+FIT_SIZE = (1000, 256, 8, 500)  # problems, samples, features, steps
+
+
+def fit_cases(size: tuple[int, int, int, int] = FIT_SIZE,
+              dtypes: Iterable[str] = ("float32", "float64"),
+              batch_sizes: Iterable[int | None] = (None, 32), seed: int = 0) -> list[Case]:
+    """Cases for P independent logistic regressions (the seed's slide-4 neuron, batched).
+
+    ``size`` = (P, N, D, steps): P problems of N samples x D features,
+    trained by full-batch gradient descent or mini-batch SGD for ``steps``
+    steps (log loss, mean, lr = 0.1).  Peers, when installed: JAX (``vmap``
+    of a ``jit``-ed ``fori_loop``) and torch (the P problems as batched
+    matrix products, ``bmm``, with hand-written gradients), both given the
+    same mini-batch order.  A full-batch step counts 4 N D FLOPs per problem
+    (the forward and gradient products).
+    """
+    import fastcalc
+
+    P, N, D, steps = size
+    rng = np.random.default_rng(seed)
+    jax, torch = _peer_jax(), _peer_torch()
+    X64 = rng.standard_normal((P, N, D))
+    y64 = (X64[..., 0] + rng.standard_normal((P, N)) > 0).astype(np.float64)
+    cases = []
+    for batch_size in batch_sizes:
+        batch = N if batch_size is None else min(batch_size, N)
+        per_epoch = -(-N // batch)
+        shuffle = np.random.default_rng(seed)  # the order fit_logistic(seed=seed) draws
+        order = np.array([shuffle.permutation(N)
+                          for _ in range(-(-steps // per_epoch))]).reshape(-1, N)
+        rows = [order[t // per_epoch, t % per_epoch * batch:(t % per_epoch + 1) * batch]
+                for t in range(steps)] if batch_size is not None else None
+        for dtype in dtypes:
+            X, y = X64.astype(dtype), y64.astype(dtype)
+            implementations = {
+                f"fastcalc {backend}": functools.partial(
+                    fastcalc.fit_logistic, X, y, lr=0.1, n_iter=steps, batch_size=batch_size,
+                    seed=seed, backend=backend)
+                for backend in fastcalc.available_backends()
+            }
+            if jax is not None and (rows is None or N % batch == 0):
+                implementations["JAX vmap+jit"] = _jax_fit(jax, X, y, steps, rows)
+            if torch is not None:
+                implementations["torch bmm"] = _torch_fit(torch, X, y, steps, rows)
+            mode = "full batch" if batch_size is None else f"batches of {batch}"
+            cases += [Case(f"fit_logistic {P}x({N}x{D}) x {steps} steps, {mode}", dtype, P,
+                           name, function, X.nbytes + y.nbytes, "", 4 * P * batch * D * steps)
+                      for name, function in implementations.items()]
+    return cases
+
+
+def _jax_fit(jax, X, y, steps, rows):
+    """JAX: one problem's descent in a fori_loop, vmap-ed over the problems, jit-ed."""
+    jnp = jax.numpy
+    batches = None if rows is None else jnp.asarray(np.stack(rows))
+
+    def fit_one(X, y):
+        def step(t, state):
+            w, b = state
+            Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])
+            r = (jax.nn.sigmoid(Xb @ w + b) - yb) / Xb.shape[0]
+            return w - 0.1 * (Xb.T @ r), b - 0.1 * r.sum()
+
+        zero = jnp.zeros((), X.dtype)
+        return jax.lax.fori_loop(0, steps, step, (jnp.zeros(X.shape[1], X.dtype), zero))
+
+    run = jax.jit(jax.vmap(fit_one))
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    return lambda: jax.block_until_ready(run(Xj, yj))
+
+
+def _torch_fit(torch, X, y, steps, rows):
+    """torch: the P problems' steps as batched products (bmm), gradients by hand."""
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    batches = None if rows is None else [torch.from_numpy(r) for r in rows]
+
+    def run():
+        P, _, D = Xt.shape
+        w = torch.zeros(P, D, 1, dtype=Xt.dtype)
+        b = torch.zeros(P, 1, 1, dtype=Xt.dtype)
+        for t in range(steps):
+            Xb, yb = (Xt, yt) if batches is None else (Xt[:, batches[t]], yt[:, batches[t]])
+            r = (torch.sigmoid(torch.bmm(Xb, w) + b) - yb[..., None]) / Xb.shape[1]
+            w -= 0.1 * torch.bmm(Xb.transpose(1, 2), r)
+            b -= 0.1 * r.sum(dim=1, keepdim=True)
+        return w, b
+
+    return run
 
 
 def _threaded_copy(out: np.ndarray, x: np.ndarray) -> None:

@@ -10,7 +10,7 @@ import sys
 __all__ = ["main"]
 
 _ACTIVATIONS = ("sigmoid", "sigmoid_derivative")
-_KERNELS = (*_ACTIVATIONS, "correlate2d", "conv2d", "rnn")
+_KERNELS = (*_ACTIVATIONS, "correlate2d", "conv2d", "rnn", "gradient_descent", "fit_logistic")
 
 
 def _positive_int(text: str) -> int:
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=_positive_int, default=32, metavar="N",
                        help="batch of the CNN layer x (N, 16, 64, 64), w (32, 16, 3, 3) "
                        "(default: 32)")
+    bench.add_argument("--problems", type=_positive_int, default=1000, metavar="P",
+                       help="fit_logistic: P logistic regressions of 256 x 8 (default: 1000); "
+                       "gradient_descent: 1000 P scalar problems")
     bench.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                        help="dtype to time (default: all)")
     bench.add_argument("--kernels", nargs="+", choices=_KERNELS, default=list(_KERNELS),
@@ -85,6 +88,11 @@ def _bench(args: argparse.Namespace) -> int:
         cases += _bench.conv2d_cases(batch=args.batch, dtypes=dtypes)
     if "rnn" in args.kernels:
         cases += _bench.rnn_cases(dtypes=dtypes)
+    if "gradient_descent" in args.kernels:
+        cases += _bench.descent_cases(problems=1000 * args.problems, dtypes=("float64",))
+    if "fit_logistic" in args.kernels:
+        problems, samples, features, steps = _bench.FIT_SIZE
+        cases += _bench.fit_cases((args.problems, samples, features, steps), dtypes=dtypes)
     results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
                          progress=None if args.quiet else _progress)
     machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "
