@@ -231,7 +231,10 @@ def gradient_descent(
     kernel = _dispatch.kernel("optim", "gradient_descent", chosen, _DESCENT_AUTO_ORDER)
     arguments = (x, lr, float(momentum), n_iter, tolerance, steps, converged, record,
                  _dispatch.kernel_threads())
-    if x.size:
+    if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
+        steps[:] = n_iter if tol is None else 0
+        converged[:] = True
+    else:
         try:
             kernel(grad, *arguments)
         except GradCompileError as error:
@@ -240,7 +243,7 @@ def gradient_descent(
             warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
                           stacklevel=2)
             _dispatch.kernel("optim", "gradient_descent", "numpy", ())(grad, *arguments)
-    finite = np.isfinite(x).reshape(problems, -1).all(axis=1)
+    finite = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     if tol is None:
         converged = finite
     _warn_diverged("gradient_descent", finite)
@@ -297,11 +300,13 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
             raise ValueError(f"w0 has shape {w0.shape}, expected ({D},) or ({P}, {D})")
         coef = np.array(np.broadcast_to(w0, (P, D)), dtype=compute, order="C")
     intercept = np.zeros(P, dtype=compute)
-    if batch_size is None:
+    if batch_size is not None:
+        _count(batch_size, "batch_size", 1)
+    if batch_size is None or n_iter == 0:
         batch = N
         order = np.empty((0, N), dtype=np.int64)
     else:
-        batch = min(_count(batch_size, "batch_size", 1), N)
+        batch = min(batch_size, N)
         per_epoch = -(-N // batch)
         rng = np.random.default_rng(seed)
         order = np.array([rng.permutation(N) for _ in range(-(-n_iter // per_epoch))],

@@ -46,6 +46,17 @@ def test_bench_covers_the_cnn_layer(capsys):
     assert "| fastcalc numpy" in table and "| fastcalc auto" in table and "GFLOP/s" in table
 
 
+def test_bench_covers_batched_gradient_descent(capsys):
+    assert cli.main(["bench", "--kernels", "gradient_descent", "fit_logistic", "--problems", "2",
+                     "--dtype", "float64", "--repeat", "1", "--min-time", "0", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    for group in ("gradient_descent 2,000 quadratics x 100 steps",
+                  "fit_logistic 2x(256x8) x 500 steps, full batch",
+                  "fit_logistic 2x(256x8) x 500 steps, batches of 32"):
+        assert f"| {group}" in table
+    assert "| fastcalc numba" in table and "| fastcalc auto" in table
+
+
 def test_the_peak_is_measured_and_plausible():
     from fastcalc import _bench
 
@@ -58,7 +69,8 @@ def test_the_peak_is_measured_and_plausible():
 
 
 @pytest.mark.parametrize("argument", [["--sizes", "0"], ["--sizes", "1.5"], ["--dtype", "int8"],
-                                      ["--kernels", "tanh"], ["--batch", "0"]])
+                                      ["--kernels", "tanh"], ["--batch", "0"],
+                                      ["--problems", "0"]])
 def test_bench_rejects_bad_options(argument):
     with pytest.raises(SystemExit) as error:
         cli.main(["bench", *argument])

@@ -34,7 +34,7 @@ and ``r`` over them (divided by the batch's size if ``mean``), adds
 ``l2 / 2 * |coef|**2`` to the objective and ``l2 * coef`` to its gradient
 (not the intercept's), and moves ``coef`` and (if ``fit_intercept``)
 ``intercept`` by ``-lr`` times the gradient.  Full batch when ``order``
-has no rows; otherwise step ``t`` is batch ``k = t % s`` of epoch
+has no rows (``batch_size`` is then N); otherwise step ``t`` is batch ``k = t % s`` of epoch
 ``e = t // s`` (``s = ceil(N / batch_size)``): rows
 ``order[e, k * batch_size:(k + 1) * batch_size]``, the last batch of an
 epoch holding the remainder.  ``num_threads`` is accepted for the common
