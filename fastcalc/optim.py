@@ -216,7 +216,10 @@ def gradient_descent(
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     tolerance = -1.0 if tol is None else _positive(tol, "tol")
 
-    x = np.array(array.reshape(-1) if array.ndim == 0 else array, dtype=compute, order="C")
+    # The kernels read the starting points from x0 and write the results to x:
+    # no copy of x0 when it already is a contiguous array of the compute dtype.
+    x0 = np.ascontiguousarray(array.reshape(-1) if array.ndim == 0 else array, dtype=compute)
+    x = np.empty_like(x0)
     problems = x.shape[0]
     steps = np.zeros(problems, dtype=np.int64)
     converged = np.zeros(problems, dtype=bool)
@@ -229,7 +232,7 @@ def gradient_descent(
             "kernels ahead of time); use backend='numba' to compile grad, or 'numpy'"
         )
     kernel = _dispatch.kernel("optim", "gradient_descent", chosen, _DESCENT_AUTO_ORDER)
-    arguments = (x, lr, float(momentum), n_iter, tolerance, steps, converged, record,
+    arguments = (x0, x, lr, float(momentum), n_iter, tolerance, steps, converged, record,
                  _dispatch.kernel_threads())
     if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
         steps[:] = n_iter if tol is None else 0
@@ -243,9 +246,8 @@ def gradient_descent(
             warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
                           stacklevel=2)
             _dispatch.kernel("optim", "gradient_descent", "numpy", ())(grad, *arguments)
-    finite = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
-    if tol is None:
-        converged = finite
+    # Without tol the kernels' converged says whether x is finite.
+    finite = converged.copy() if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     _warn_diverged("gradient_descent", finite)
 
     x = x.astype(returned, copy=False)

@@ -108,7 +108,8 @@ def _check_grad(dispatcher, grad, x):
 
 
 @njit(**_JIT_USER)
-def _descend_scalars(grad, x, lo, hi, lr, momentum, n_iter, tol, steps, converged, history):
+def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, converged,
+                     history):
     position = np.empty(_BLOCK, x.dtype)
     velocity = np.empty(_BLOCK, x.dtype)
     plain = tol < 0 and momentum == 0
@@ -116,7 +117,7 @@ def _descend_scalars(grad, x, lo, hi, lr, momentum, n_iter, tol, steps, converge
     for start in range(lo, hi, _BLOCK):
         m = min(_BLOCK, hi - start)
         for i in range(m):
-            position[i] = x[start + i]
+            position[i] = x0[start + i]
             velocity[i] = 0
         for t in range(n_iter):
             if plain:
@@ -147,17 +148,21 @@ def _descend_scalars(grad, x, lo, hi, lr, momentum, n_iter, tol, steps, converge
         if tol >= 0:
             for i in range(m):
                 converged[start + i] = abs(grad(position[i])) < tol
+        else:
+            for i in range(m):
+                converged[start + i] = np.isfinite(position[i])
         for i in range(m):
             x[start + i] = position[i]
 
 
 @njit(**_JIT_USER)
-def _descend_vectors(grad, x, lo, hi, lr, momentum, n_iter, tol, steps, converged, history):
+def _descend_vectors(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, converged,
+                     history):
     D = x.shape[1]
     position = np.empty(D, x.dtype)
     velocity = np.empty(D, x.dtype)
     for b in range(lo, hi):
-        position[:] = x[b]
+        position[:] = x0[b]
         velocity[:] = 0
         taken = 0
         for t in range(n_iter + 1 if tol >= 0 else n_iter):
@@ -183,6 +188,8 @@ def _descend_vectors(grad, x, lo, hi, lr, momentum, n_iter, tol, steps, converge
         for rest in range(taken + 1, history.shape[0]):
             history[rest, b] = position
         steps[b] = taken
+        if tol < 0:
+            converged[b] = np.isfinite(position).all()
         x[b] = position
 
 
@@ -198,17 +205,17 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def gradient_descent(grad, x, lr, momentum, n_iter, tol, steps, converged, history,
+def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, history,
                      num_threads):
     dispatcher = _compile(grad)
-    _check_grad(dispatcher, grad, x)
+    _check_grad(dispatcher, grad, x0)
     kernel = _descend_scalars if x.ndim == 1 else _descend_vectors
     typed = x.dtype.type
     if history.shape[0]:
-        history[0] = x
+        history[0] = x0
 
     def run(lo, hi):
-        kernel(dispatcher, x, lo, hi, typed(lr), typed(momentum), n_iter, typed(tol), steps,
+        kernel(dispatcher, x0, x, lo, hi, typed(lr), typed(momentum), n_iter, typed(tol), steps,
                converged, history)
 
     try:

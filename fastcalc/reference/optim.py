@@ -1,9 +1,10 @@
 """Reference (numpy) kernels for batched gradient descent.
 
-``gradient_descent(grad, x, lr, momentum, n_iter, tol, steps, converged,
-history, num_threads)`` runs B independent descents in place: ``x`` is
-(B,) (B scalar problems) or (B, D) (B points of D coordinates), ``grad``
-the user's gradient.  Per problem, with ``v`` starting at zero::
+``gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged,
+history, num_threads)`` runs B independent descents from ``x0`` and writes
+the final points to ``x`` (which may be ``x0``): both (B,) (B scalar
+problems) or (B, D) (B points of D coordinates); ``grad`` is the user's
+gradient.  Per problem, with ``v`` starting at zero::
 
     g = grad(x)
     stop if tol >= 0 and |g| < tol          (|g|: the 2-norm over D)
@@ -12,8 +13,9 @@ the user's gradient.  Per problem, with ``v`` starting at zero::
     x = x - lr * v
 
 at most ``n_iter`` times.  ``steps`` (B,) gets the number of steps taken;
-with ``tol >= 0`` (``tol < 0``: no tolerance) ``converged`` (B,) gets
-whether ``|grad(x)| < tol`` at the returned point, else it is not written.
+``converged`` (B,) gets, with ``tol >= 0``, whether ``|grad(x)| < tol``
+at the returned point, and with ``tol < 0`` (no tolerance) whether it is
+finite.
 ``history`` is (n_iter + 1, *x.shape) to receive every iterate (a problem
 that stopped repeats its last point), or has no rows.  Here ``grad`` is
 called on the whole batch at once (so it must broadcast).
@@ -71,8 +73,9 @@ def _norm(g):
     return np.abs(g) if g.ndim == 1 else np.sqrt(np.einsum("bd,bd->b", g, g))
 
 
-def gradient_descent(grad, x, lr, momentum, n_iter, tol, steps, converged, history,
+def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, history,
                      num_threads):
+    x[...] = x0
     record = history.shape[0] > 0
     velocity = np.zeros_like(x)
     moving = np.ones(x.shape[0], dtype=bool)
@@ -99,6 +102,8 @@ def gradient_descent(grad, x, lr, momentum, n_iter, tol, steps, converged, histo
             break
     if tol >= 0:
         converged[:] = _norm(_evaluate(grad, x)) < tol
+    else:
+        converged[:] = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
 
 
 def _residuals(loss, z, y):
