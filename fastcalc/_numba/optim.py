@@ -194,14 +194,17 @@ def _descend_vectors(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
+    """A pool of at least ``workers`` threads, kept for later calls."""
+    global _pool, _pool_workers
     with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
+        if _pool is None or _pool_workers < workers:
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcalc")
+            _pool_workers = workers
         return _pool
 
 
