@@ -247,7 +247,7 @@ def gradient_descent(
                           stacklevel=2)
             _dispatch.kernel("optim", "gradient_descent", "numpy", ())(grad, *arguments)
     # Without tol the kernels' converged says whether x is finite.
-    finite = converged.copy() if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
+    finite = converged if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     _warn_diverged("gradient_descent", finite)
 
     x = x.astype(returned, copy=False)
