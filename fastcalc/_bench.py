@@ -484,6 +484,7 @@ def fit_cases(size: tuple[int, int, int, int] = FIT_SIZE,
     (the forward and gradient products).
     """
     import fastcalc
+    from fastcalc.optim import _minibatch_order
 
     P, N, D, steps = size
     rng = np.random.default_rng(seed)
@@ -494,9 +495,7 @@ def fit_cases(size: tuple[int, int, int, int] = FIT_SIZE,
     for batch_size in batch_sizes:
         batch = N if batch_size is None else min(batch_size, N)
         per_epoch = -(-N // batch)
-        shuffle = np.random.default_rng(seed)  # the order fit_logistic(seed=seed) draws
-        order = np.array([shuffle.permutation(N)
-                          for _ in range(-(-steps // per_epoch))]).reshape(-1, N)
+        order = _minibatch_order(N, batch, steps, seed)  # what fit_logistic(seed=seed) draws
         rows = [order[t // per_epoch, t % per_epoch * batch:(t % per_epoch + 1) * batch]
                 for t in range(steps)] if batch_size is not None else None
         for dtype in dtypes:

@@ -258,6 +258,17 @@ def gradient_descent(
     return DescentResult(x, steps, converged, record)
 
 
+def _minibatch_order(samples: int, batch: int, n_iter: int, seed) -> np.ndarray:
+    """The rows mini-batch SGD visits: a permutation per epoch drawn from ``seed``.
+
+    Shape (epochs, samples), int64, for ``n_iter`` steps of ``batch`` rows.
+    """
+    per_epoch = -(-samples // batch)
+    rng = np.random.default_rng(seed)
+    return np.array([rng.permutation(samples) for _ in range(-(-n_iter // per_epoch))],
+                    dtype=np.int64).reshape(-1, samples)
+
+
 def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size, l2,
          fit_intercept, w0, seed, backend) -> FitResult:
     """Validate, run the ``fit`` kernel of the chosen backend, shape the result."""
@@ -309,10 +320,7 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
         order = np.empty((0, N), dtype=np.int64)
     else:
         batch = min(batch_size, N)
-        per_epoch = -(-N // batch)
-        rng = np.random.default_rng(seed)
-        order = np.array([rng.permutation(N) for _ in range(-(-n_iter // per_epoch))],
-                         dtype=np.int64).reshape(-1, N)
+        order = _minibatch_order(N, batch, n_iter, seed)
     losses = np.empty((P, n_iter), dtype=compute)
 
     kernel = _dispatch.kernel("optim", "fit", backend, _FIT_AUTO_ORDER)

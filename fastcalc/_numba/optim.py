@@ -32,6 +32,7 @@ from numba.core.errors import NumbaError
 
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH, exp_nonpositive
+from fastcalc._numba.activations import _sigmoid_one
 from fastcalc.optim import GradCompileError
 from fastcalc.reference.optim import LINEAR_SQUARED, LOGISTIC_LOG
 
@@ -325,10 +326,7 @@ def _residuals(loss, z, y, n, r, partial, factor):
             factor[i] = _ONE32 + e
     else:
         for i in range(n):
-            zi = z[i]
-            e = exp_nonpositive(-abs(zi))
-            s = _ONE32 / (_ONE32 + e)
-            p = s if zi >= 0 else e * s
+            p = _sigmoid_one(z[i])
             error = p - y[i]
             r[i] = error * p * (_ONE32 - p)
             partial[i] = _HALF32 * error * error
