@@ -42,7 +42,9 @@ class DescentResult(NamedTuple):
         The final points, shaped like ``x0``.
     n_iter : ndarray of int64 or int
         The steps taken by each problem (shape ``x0.shape[:1]``; an int for
-        a scalar ``x0``).
+        a scalar ``x0``).  Without ``tol`` every problem takes ``n_iter``
+        steps, and this is a read-only broadcast of that number (no memory
+        per problem).
     converged : ndarray of bool or bool
         Per problem: with ``tol``, whether the gradient's norm at ``x`` is
         below ``tol``; without, whether the iterates stayed finite.
@@ -221,7 +223,8 @@ def gradient_descent(
     x0 = np.ascontiguousarray(array.reshape(-1) if array.ndim == 0 else array, dtype=compute)
     x = np.empty_like(x0)
     problems = x.shape[0]
-    steps = np.zeros(problems, dtype=np.int64)
+    # Without tol every problem takes n_iter steps: the kernels count them only with it.
+    steps = np.zeros(problems if tol is not None else 0, dtype=np.int64)
     converged = np.zeros(problems, dtype=bool)
     record = np.empty((n_iter + 1 if history else 0, *x.shape), dtype=compute)
 
@@ -235,7 +238,6 @@ def gradient_descent(
     arguments = (x0, x, lr, float(momentum), n_iter, tolerance, steps, converged, record,
                  _dispatch.kernel_threads())
     if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
-        steps[:] = n_iter if tol is None else 0
         converged[:] = True
     else:
         try:
@@ -252,6 +254,8 @@ def gradient_descent(
 
     x = x.astype(returned, copy=False)
     record = record.astype(returned, copy=False) if history else None
+    if tol is None:
+        steps = np.broadcast_to(np.int64(n_iter), (problems,))
     if array.ndim == 0:
         return DescentResult(x[0], int(steps[0]), bool(converged[0]),
                              None if record is None else record[:, 0])

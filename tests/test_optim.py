@@ -265,6 +265,7 @@ def test_without_tol_every_problem_takes_every_step(descent_backend):
     result = fastcalc.gradient_descent(double, x0, 0.25, 20, history=True,
                                        backend=descent_backend)
     np.testing.assert_array_equal(result.n_iter, [20] * 4)
+    assert not result.n_iter.flags.writeable  # a broadcast of 20: no memory per problem
     np.testing.assert_array_equal(result.converged, [True] * 4)
     np.testing.assert_array_equal(result.history, x0 / 2.0 ** np.arange(21)[:, None, None])
 

@@ -113,6 +113,7 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                      history):
     position = np.empty(_BLOCK, x.dtype)
     velocity = np.empty(_BLOCK, x.dtype)
+    taken = np.empty(_BLOCK, steps.dtype)
     plain = tol < 0 and momentum == 0
     moving = 0
     for start in range(lo, hi, _BLOCK):
@@ -120,6 +121,7 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
         for i in range(m):
             position[i] = x0[start + i]
             velocity[i] = 0
+            taken[i] = 0
         for t in range(n_iter):
             if plain:
                 for i in range(m):
@@ -132,9 +134,8 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                     v = g if momentum == 0 else momentum * velocity[i] + g
                     velocity[i] = v if go else velocity[i]
                     position[i] = position[i] - lr * v if go else position[i]
-                    taken = 1 if go else 0
-                    steps[start + i] += taken
-                    moving += taken
+                    taken[i] += 1 if go else 0
+                    moving += 1 if go else 0
             if history.shape[0]:
                 for i in range(m):
                     history[t + 1, start + i] = position[i]
@@ -143,11 +144,9 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                     for i in range(m):
                         history[rest, start + i] = position[i]
                 break
-        if plain:
-            for i in range(m):
-                steps[start + i] = n_iter
         if tol >= 0:
             for i in range(m):
+                steps[start + i] = taken[i]
                 converged[start + i] = abs(grad(position[i])) < tol
         else:
             for i in range(m):
@@ -188,8 +187,9 @@ def _descend_vectors(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                 history[t + 1, b] = position
         for rest in range(taken + 1, history.shape[0]):
             history[rest, b] = position
-        steps[b] = taken
-        if tol < 0:
+        if tol >= 0:
+            steps[b] = taken
+        else:
             converged[b] = np.isfinite(position).all()
         x[b] = position
 

@@ -12,10 +12,11 @@ gradient.  Per problem, with ``v`` starting at zero::
     v = momentum * v + g    otherwise        (PyTorch's SGD momentum)
     x = x - lr * v
 
-at most ``n_iter`` times.  ``steps`` (B,) gets the number of steps taken;
-``converged`` (B,) gets, with ``tol >= 0``, whether ``|grad(x)| < tol``
-at the returned point, and with ``tol < 0`` (no tolerance) whether it is
-finite.
+at most ``n_iter`` times.  With ``tol >= 0``, ``steps`` (B,) gets the number
+of steps taken; without, every problem takes ``n_iter`` steps and ``steps``
+is left alone (it may have no elements).  ``converged`` (B,) gets, with
+``tol >= 0``, whether ``|grad(x)| < tol`` at the returned point, and with
+``tol < 0`` (no tolerance) whether it is finite.
 ``history`` is (n_iter + 1, *x.shape) to receive every iterate (a problem
 that stopped repeats its last point), or has no rows.  Here ``grad`` is
 called on the whole batch at once (so it must broadcast).
@@ -79,7 +80,8 @@ def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, h
     record = history.shape[0] > 0
     velocity = np.zeros_like(x)
     moving = np.ones(x.shape[0], dtype=bool)
-    steps[:] = 0
+    if tol >= 0:
+        steps[:] = 0
     if record:
         history[0] = x
     for t in range(n_iter):
@@ -93,13 +95,14 @@ def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, h
             update = np.where(mask, momentum * velocity + g, velocity)
             velocity[...] = update
         np.subtract(x, lr * update, out=x, where=mask, casting="unsafe")
-        steps += moving
         if record:
             history[t + 1] = x
-        if tol >= 0 and not moving.any():
-            if record:
-                history[t + 2:] = x
-            break
+        if tol >= 0:
+            steps += moving
+            if not moving.any():
+                if record:
+                    history[t + 2:] = x
+                break
     if tol >= 0:
         converged[:] = _norm(_evaluate(grad, x)) < tol
     else:
