@@ -117,9 +117,14 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
     plain = tol < 0 and momentum == 0
     moving = 0
     for start in range(lo, hi, _BLOCK):
-        m = min(_BLOCK, hi - start)
+        stop = min(start + _BLOCK, hi)
+        m = stop - start
+        # The block's views, indexed by i >= 0: vector loads and stores, where
+        # x[start + i] would compile to gathers and scatters (Numba wraps
+        # negative indices).
+        source, target, done = x0[start:stop], x[start:stop], converged[start:stop]
         for i in range(m):
-            position[i] = x0[start + i]
+            position[i] = source[i]
             velocity[i] = 0
             taken[i] = 0
         for t in range(n_iter):
@@ -137,22 +142,19 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                     taken[i] += 1 if go else 0
                     moving += 1 if go else 0
             if history.shape[0]:
-                for i in range(m):
-                    history[t + 1, start + i] = position[i]
+                history[t + 1, start:stop] = position[:m]
             if not plain and moving == 0:
-                for rest in range(t + 2, history.shape[0]):
-                    for i in range(m):
-                        history[rest, start + i] = position[i]
+                history[t + 2:, start:stop] = position[:m]
                 break
         if tol >= 0:
+            steps[start:stop] = taken[:m]
             for i in range(m):
-                steps[start + i] = taken[i]
-                converged[start + i] = abs(grad(position[i])) < tol
+                done[i] = abs(grad(position[i])) < tol
         else:
             for i in range(m):
-                converged[start + i] = np.isfinite(position[i])
+                done[i] = np.isfinite(position[i])
         for i in range(m):
-            x[start + i] = position[i]
+            target[i] = position[i]
 
 
 @njit(**_JIT_USER)
