@@ -1,6 +1,6 @@
 """Regenerate the README's results table by running ``fastcalc bench``.
 
-Usage: ``python tools/update_readme_bench.py`` (about a minute).  The table
+Usage: ``python tools/update_readme_bench.py`` (a few minutes).  The table
 between the BENCH markers in README.md is replaced with the command's output,
 so the README shows measured numbers, never hand-typed ones.
 """
