@@ -21,23 +21,42 @@ from fastcalc._dispatch import (
     use_backend,
 )
 from fastcalc.activations import sigmoid, sigmoid_derivative
+from fastcalc.calculus import (
+    Integral,
+    check_grad,
+    derivative,
+    exp_taylor,
+    gradient,
+    integrate,
+    jacobian,
+    normal_probability,
+    taylor,
+)
 from fastcalc.convolution import conv2d, conv2d_backward, convolve2d, correlate2d
 from fastcalc.optim import fit_linear, fit_logistic, gradient_descent
 from fastcalc.rnn import RNNGrads, rnn_backward, rnn_forward
 
 __all__ = [
+    "Integral",
     "RNNGrads",
     "__version__",
     "available_backends",
+    "check_grad",
     "conv2d",
     "conv2d_backward",
     "convolve2d",
     "correlate2d",
+    "derivative",
+    "exp_taylor",
     "fit_linear",
     "fit_logistic",
     "get_backend",
     "get_num_threads",
+    "gradient",
     "gradient_descent",
+    "integrate",
+    "jacobian",
+    "normal_probability",
     "rnn_backward",
     "rnn_forward",
     "set_backend",
@@ -45,5 +64,6 @@ __all__ = [
     "show_config",
     "sigmoid",
     "sigmoid_derivative",
+    "taylor",
     "use_backend",
 ]

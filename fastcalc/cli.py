@@ -1,4 +1,4 @@
-"""The ``fastcalc`` command: ``fastcalc bench`` (and ``python -m fastcalc bench``)."""
+"""The ``fastcalc`` command: ``fastcalc bench`` and ``fastcalc demo`` (``python -m fastcalc``)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="threads for fastcalc and torch (default: fastcalc.get_num_threads())")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--quiet", action="store_true", help="no progress lines")
+    demo = commands.add_parser(
+        "demo",
+        help="reproduce every slide of the seed deck: its printed results and its figures",
+        description="Run every slide of 'Why Calculus is Essential for Machine Learning' with "
+        "fastcalc's kernels: print each slide's results as the slide does, write each figure "
+        "as a PNG and an index.html that shows them.  Needs matplotlib (the plot extra).",
+    )
+    demo.add_argument("--out", default="fastcalc-demo", metavar="DIR",
+                      help="directory for the PNGs and index.html (default: ./fastcalc-demo)")
     return parser
 
 
@@ -105,10 +114,22 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('fastcalc demo needs matplotlib: pip install "fastcalc[plot]"', file=sys.stderr)
+        return 1
+    from fastcalc import _demo
+
+    _demo.run(args.out, sys.stdout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastcalc`` console script."""
     args = _parser().parse_args(argv)
-    commands = {"bench": _bench}
+    commands = {"bench": _bench, "demo": _demo}
     return commands[args.command](args)
 
 
