@@ -34,6 +34,7 @@ __all__ = [
     "SEED_NEURON",
     "plot_convolution",
     "plot_derivative",
+    "plot_digits",
     "plot_gradient_descent",
     "plot_normal_probability",
     "plot_rnn_states",
@@ -311,4 +312,45 @@ def plot_rnn_states(hidden=None) -> Figure:
                   label=f"unit {unit}")
     axes.set_ylim(-1.05, 1.05)
     axes.legend()
+    return figure
+
+
+def plot_digits(images=None, labels=None, predictions=None, *, columns: int = 10) -> Figure:
+    """Slide 12: digit images with their labels (and a classifier's predictions).
+
+    Parameters
+    ----------
+    images : array_like, shape (N, H, W) or (N, 1, H, W), optional
+        The images (grey, any range).  By default 40 of the synthetic
+        digits the demo trains its CNN on (see ``fastcalc._examples``).
+    labels : array_like of int, shape (N,)
+        Their digits (needed with ``images``).
+    predictions : array_like of int, shape (N,), optional
+        A model's digits: each title reads ``label -> prediction``, in red
+        where they differ.
+    columns : int
+        Images per row.
+    """
+    if images is None:
+        from fastcalc._examples import digit_images
+
+        images, labels = digit_images(40, seed=0)
+    elif labels is None:
+        raise TypeError("labels are needed with images")
+    images = np.asarray(images)
+    images = images.reshape(len(images), *images.shape[-2:])
+    rows = max(1, -(-len(images) // columns))
+    figure = Figure(figsize=FIGSIZE, layout="constrained")
+    figure.suptitle("Digits: label" + (" -> prediction" if predictions is not None else ""))
+    for k, axes in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        axes.set_axis_off()
+        if k >= len(images):
+            continue
+        axes.imshow(images[k], cmap="gray")
+        if predictions is None:
+            axes.set_title(str(labels[k]), fontsize=9)
+        else:
+            wrong = predictions[k] != labels[k]
+            axes.set_title(f"{labels[k]} -> {predictions[k]}", fontsize=9,
+                           color="red" if wrong else "black")
     return figure
