@@ -10,7 +10,9 @@ shared source.
 
 OpenMP (for ``prange``) is used when the compiler can build and link a small
 OpenMP program; otherwise the extensions are built without it and run
-single-threaded, rather than failing to install.
+single-threaded, rather than failing to install (Apple's clang, without
+libomp, is such a compiler).  Without a working C compiler at all the build
+stops with a message saying so: fastcalc is not installed half-built.
 
 Never -ffast-math: a shared object built with it sets flush-to-zero for the
 whole process when it is loaded.
@@ -26,7 +28,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
-from setuptools.errors import CompileError, LinkError
+from setuptools.errors import CompileError, ExecError, LinkError, PlatformError
 
 SOURCE_DIR = Path("src_cython")
 STUB_DIR = Path("build", "cython_isa")
@@ -62,6 +64,17 @@ ISA_FLAGS = {
 }
 OPENMP_FLAGS = {"unix": (["-fopenmp"], ["-fopenmp"]), "msvc": (["/openmp"], [])}
 
+PLAIN_TEST = """
+int fastcalc_compiler_test(int x) { return x + 1; }
+"""
+NO_COMPILER = """
+fastcalc: no working C compiler ({error}).
+
+fastcalc's Cython kernels are compiled when it is installed from source.
+Install a C compiler (gcc or clang on Linux, the Xcode command line tools on
+macOS, Microsoft C++ Build Tools on Windows) and try again, or install a
+binary wheel instead: pip install --only-binary fastcalc fastcalc
+"""
 OPENMP_TEST = """
 #include <omp.h>
 int fastcalc_openmp_test(void)
@@ -128,8 +141,11 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         family = "msvc" if self.compiler.compiler_type == "msvc" else "unix"
+        error = self.compile_error(PLAIN_TEST, [], [])
+        if error is not None:
+            raise SystemExit(NO_COMPILER.format(error=error))
         openmp_compile, openmp_link = OPENMP_FLAGS[family]
-        if not self.compiles_openmp(openmp_compile, openmp_link):
+        if self.compile_error(OPENMP_TEST, openmp_compile, openmp_link) is not None:
             print("fastcalc: the compiler cannot build OpenMP; kernels will run single-threaded")
             openmp_compile, openmp_link = [], []
         for extension in self.extensions:
@@ -141,24 +157,27 @@ class BuildExt(build_ext):
             extension.extra_link_args = list(openmp_link)
         super().build_extensions()
 
-    def compiles_openmp(self, compile_flags, link_flags):
-        """Whether a shared library using OpenMP compiles and links with these flags."""
-        directory = tempfile.mkdtemp(prefix="fastcalc-openmp-")
+    def compile_error(self, code, compile_flags, link_flags):
+        """Why C ``code`` does not compile and link as a shared library with these flags.
+
+        None when it does.
+        """
+        directory = tempfile.mkdtemp(prefix="fastcalc-compiler-test-")
         try:
-            source = os.path.join(directory, "openmp_test.c")
+            source = os.path.join(directory, "test.c")
             with open(source, "w") as file:
-                file.write(OPENMP_TEST)
+                file.write(code)
             objects = self.compiler.compile(
                 [source], output_dir=directory, extra_postargs=compile_flags
             )
             self.compiler.link_shared_object(
-                objects, os.path.join(directory, "openmp_test.so"), extra_postargs=link_flags
+                objects, os.path.join(directory, "test.so"), extra_postargs=link_flags
             )
-        except (CompileError, LinkError):
-            return False
+        except (CompileError, LinkError, ExecError, PlatformError) as error:
+            return str(error) or type(error).__name__
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-        return True
+        return None
 
 
 setup(

@@ -19,8 +19,8 @@ import numpy as np
 from fastcalc import _dispatch
 
 __all__ = ["RNN_SIZES", "Case", "Result", "activation_cases", "conv2d_cases",
-           "convolution_cases", "descent_cases", "fit_cases", "format_table",
-           "peak_gflop_per_s", "rnn_cases", "run"]
+           "convolution_cases", "descent_cases", "fill_ratios", "fit_cases", "format_table",
+           "peak_gflop_per_s", "plot_speedups", "rnn_cases", "run"]
 
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
@@ -622,10 +622,32 @@ def run(
             if progress is not None:
                 progress(index, len(cases), case)
             results.append(_time_case(case, repeat, min_time))
-    groups: dict[tuple, list[Result]] = {}
+    fill_ratios(results)
+    return results
+
+
+def _groups(results: Iterable[Result]) -> dict[tuple[str, str, int], list[Result]]:
+    """``results`` by case, (kernel, dtype, size), in the order they were timed."""
+    groups: dict[tuple[str, str, int], list[Result]] = {}
     for result in results:
         groups.setdefault((result.kernel, result.dtype, result.size), []).append(result)
-    for group in groups.values():
+    return groups
+
+
+def fill_ratios(results: Sequence[Result]) -> None:
+    """Set every result's speed-up over the numpy reference and its ratio to the memory copy.
+
+    Each result is compared with the ``"fastcalc numpy"`` and ``"memory
+    copy"`` results of its own case (same kernel, dtype and size).  Where
+    a case has no such row, the field stays None.  :func:`run` calls this;
+    :func:`format_table` and :func:`plot_speedups` show the numbers it sets.
+
+    Parameters
+    ----------
+    results : sequence of Result
+        Timed results; modified in place.
+    """
+    for group in _groups(results).values():
         by_name = {result.implementation: result for result in group}
         reference, copy = by_name.get(REFERENCE), by_name.get(COPY)
         for result in group:
@@ -633,7 +655,6 @@ def run(
                 result.speedup_vs_reference = reference.median_s / result.median_s
             if copy is not None:
                 result.copy_ratio = result.median_s / copy.median_s
-    return results
 
 
 def _format_time(seconds: float) -> str:
@@ -667,3 +688,161 @@ def format_table(results: Sequence[Result]) -> str:
 def as_records(results: Sequence[Result]) -> list[dict]:
     """JSON-ready dictionaries, with GB/s and GFLOP/s included."""
     return [{**asdict(r), "gb_per_s": r.gb_per_s, "gflop_per_s": r.gflop_per_s} for r in results]
+
+
+# Bar colours: fastcalc's own implementations in cool colours, its peers in warm ones
+# (matplotlib's tab20 and tab20b).  Past the end of a list, the colours repeat, hatched.
+_FASTCALC_COLOURS = ("#1f77b4", "#17becf", "#9467bd", "#2ca02c", "#aec7e8", "#9edae5",
+                     "#c5b0d5", "#98df8a", "#393b79", "#6b6ecf")
+_PEER_COLOURS = ("#ff7f0e", "#d62728", "#8c564b", "#e377c2", "#bcbd22", "#ffbb78", "#ff9896",
+                 "#c49c94", "#f7b6d2", "#dbdb8d", "#843c39", "#e7ba52", "#ad494a", "#d6616b",
+                 "#8c6d31", "#e6550d", "#e7969c", "#bd9e39")
+_HATCHES = (None, "///", "...", "xxx")
+_BAR_INCHES = 0.2  # height of one bar's slot: 20 pixels at 100 dpi
+_MIN_GROUP_SLOTS = 3  # a case's label takes three lines: room for them next to one or two bars
+
+
+def _format_speedup(speedup: float) -> str:
+    """A bar's annotation: three significant digits, whole numbers from 100x.
+
+    >>> [_format_speedup(s) for s in (0.01234, 1.0, 12.34, 99.96, 1234.5)]
+    ['0.0123x', '1x', '12.3x', '100x', '1234x']
+    """
+    return f"{speedup:.0f}x" if speedup >= 99.95 else f"{speedup:.3g}x"
+
+
+def _case_label(kernel: str, dtype: str, size: int) -> str:
+    """A case's tick label: the kernel (wrapped) above its dtype and size."""
+    import textwrap
+
+    return f"{textwrap.fill(kernel, 32)}\n{dtype}, N={size:,}"
+
+
+def _colours(names: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """A (colour, hatch) per implementation, in its family's palette, by order of appearance."""
+    styles: dict[str, tuple[str, str | None]] = {}
+    counts = {True: 0, False: 0}
+    for name in names:
+        if name in styles:
+            continue
+        own = name.startswith("fastcalc ")
+        palette = _FASTCALC_COLOURS if own else _PEER_COLOURS
+        index = counts[own]
+        counts[own] += 1
+        hatch = _HATCHES[index // len(palette) % len(_HATCHES)]
+        styles[name] = (palette[index % len(palette)], hatch)
+    return styles
+
+
+def plot_speedups(results: Sequence[Result], path=None, *, title: str | None = None,
+                  dpi: float = 100):
+    """Draw each case's speed-ups over the numpy reference as a bar chart.
+
+    One group of horizontal bars per case (kernel, dtype and size), in the
+    order the cases were timed, top to bottom; one bar per implementation,
+    fastcalc's backends in blues, greens and purples, the peers in oranges,
+    reds and browns, each implementation in the same colour in every group
+    (see the legend).  A bar's length is the ``speedup_vs_reference`` the
+    table's "vs numpy ref" column shows (set by :func:`fill_ratios`; x > 1
+    is faster than ``fastcalc numpy``), annotated with its value.  The x
+    axis is logarithmic and the bars start at the reference's 1x, drawn as
+    a vertical line: faster implementations extend right of it, slower ones
+    left.
+
+    Not drawn: the reference itself (it is the 1x line), the memory copy
+    (not an implementation of the kernel; the table's "time / copy" column
+    compares with it), results without a speed-up and so every case that
+    has no ``fastcalc numpy`` row.  With nothing left to draw, the figure
+    says so.
+
+    The figure is 10 inches wide (1000 pixels at the default 100 dpi) and
+    0.2 inches per bar high, plus room for the title, legend and axis, so
+    the labels keep their size however many cases there are.  It is built
+    on :class:`matplotlib.figure.Figure`, never pyplot: no window opens and
+    no GUI backend is needed.
+
+    Parameters
+    ----------
+    results : sequence of Result
+        What :func:`run` returns (speed-ups filled in).
+    path : str or path-like, optional
+        Where to write the figure; the format follows the extension (PNG
+        without one).  None: only return the figure.
+    title : str, optional
+        The figure's title, e.g. the heading ``fastcalc bench`` prints above
+        its table (the machine, thread count, versions and repetitions).
+    dpi : float, default 100
+        Resolution of the written file.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The chart; ``figure.axes[0]`` holds one bar container per
+        implementation, labelled with its name.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (``pip install "fastcalc[plot]"``).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    cases = []  # (label, [(implementation, speed-up), ...]) of the cases drawn
+    for (kernel, dtype, size), group in _groups(results).items():
+        bars = [(r.implementation, r.speedup_vs_reference) for r in group
+                if r.implementation not in (REFERENCE, COPY)
+                and r.speedup_vs_reference is not None
+                and np.isfinite(r.speedup_vs_reference) and r.speedup_vs_reference > 0]
+        if bars and any(r.implementation == REFERENCE for r in group):
+            cases.append((_case_label(kernel, dtype, size), bars))
+    styles = _colours(sorted((name for _, bars in cases for name, _ in bars),
+                             key=lambda name: not name.startswith("fastcalc ")))
+    legend_rows = -(-(len(styles) + 1) // 3)  # + 1: the reference line's entry
+    slots = sum(max(len(bars), _MIN_GROUP_SLOTS) + 1 for _, bars in cases)
+    height = 1.6 + 0.22 * legend_rows + _BAR_INCHES * max(slots, 4)
+    figure = Figure(figsize=(10, height), dpi=dpi, layout="constrained")
+    axes = figure.add_subplot()
+    figure.suptitle(title or "fastcalc bench")
+    axes.axvline(1.0, color="black", linewidth=1.2, label="numpy reference (fastcalc numpy)")
+    positions: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in styles}
+    ticks, labels = [], []
+    top = 0.0
+    for label, bars in cases:
+        span = max(len(bars), _MIN_GROUP_SLOTS)
+        first = top + (span - len(bars)) / 2 + 0.5
+        for offset, (name, speedup) in enumerate(bars):
+            positions[name][0].append(first + offset)
+            positions[name][1].append(speedup)
+        ticks.append(top + span / 2)
+        labels.append(label)
+        top += span + 1
+        if top < slots:
+            axes.axhline(top - 0.5, color="0.85", linewidth=0.8)
+    for name, (ys, speedups) in positions.items():
+        colour, hatch = styles[name]
+        bars = axes.barh(ys, [s - 1 for s in speedups], height=0.8, left=1.0, color=colour,
+                         hatch=hatch, edgecolor="white" if hatch else None, linewidth=0,
+                         label=name)
+        axes.bar_label(bars, labels=[_format_speedup(s) for s in speedups], padding=2,
+                       fontsize=7)
+    axes.set_xscale("log")
+    values = [s for _, speedups in positions.values() for s in speedups] or [1.0]
+    axes.set_xlim(min(min(values) / 2.5, 0.25), max(max(values) * 4, 10.0))  # room for labels
+    axes.set_ylim(max(top - 1, 4), 0)  # top to bottom in the order the cases were timed
+    axes.set_yticks(ticks, labels, fontsize=8)
+    axes.tick_params(axis="y", length=0)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.grid(True, axis="x", which="major", color="0.9")
+    axes.set_axisbelow(True)
+    axes.set_xlabel("speed-up over the numpy reference (log scale; right of 1x is faster)")
+    if not cases:
+        axes.text(0.5, 0.5, "no case has a numpy reference row: no speed-up to draw",
+                  transform=axes.transAxes, ha="center", va="center",
+                  bbox={"facecolor": "white", "edgecolor": "none"})
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8,
+                frameon=False)  # above the axes, below the title
+    if path is not None:
+        figure.savefig(path, dpi=dpi)
+    return figure

@@ -1,9 +1,10 @@
-"""The ``fastcalc`` command: ``fastcalc bench`` and ``fastcalc demo`` (``python -m fastcalc``)."""
+"""The ``fastcalc`` command: ``bench``, ``demo`` and ``warmup`` (or ``python -m fastcalc``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "elementwise kernels, GFLOP/s and share of the measured peak for convolutions), and "
         "the ratio to a plain memory copy of the same bytes (the limit of an elementwise "
         "kernel).  The RNN runs at (T, B, I, H, O) = (100, 32, 64, 128, 64) and at the "
-        "seed's (4, 1, 2, 3, 2).",
+        "seed's (4, 1, 2, 3, 2).  With --plot, also draw the speed-ups as a chart.",
     )
     bench.add_argument("--sizes", type=_positive_int, nargs="+", default=[1000, 1_000_000],
                        metavar="N", help="elementwise array sizes (default: 1000 1000000)")
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive_int, default=None,
                        help="threads for fastcalc and torch (default: fastcalc.get_num_threads())")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE",
+                       help="also draw the speed-ups over the numpy reference as a bar chart, "
+                       "one group of bars per case, 1000 pixels wide at 100 dpi (PNG, or any "
+                       "format matplotlib writes, by FILE's extension; needs matplotlib: "
+                       'pip install "fastcalc[plot]")')
     bench.add_argument("--quiet", action="store_true", help="no progress lines")
     demo = commands.add_parser(
         "demo",
@@ -67,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="fastcalc-demo", metavar="DIR",
                       help="directory for the PNGs and index.html (default: ./fastcalc-demo)")
+    warmup = commands.add_parser(
+        "warmup",
+        help="compile every Numba kernel now and cache it on disk (no first-call latency)",
+        description="Compile every Numba kernel for float32 and float64 (serial and "
+        "multi-threaded variants) through the public functions, so that Numba's on-disk "
+        "cache holds them and later processes only load them.  Prints the seconds each "
+        "kernel family took: compile times on the first run, cache loads afterwards.",
+    )
+    warmup.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
+                        help="dtype to compile for (default: all)")
     return parser
 
 
@@ -82,7 +98,30 @@ def _progress(index: int, total: int, case) -> None:
     sys.stderr.flush()
 
 
+def _plot_problem(path: str) -> str | None:
+    """Why ``--plot path`` would fail after the benchmarks, or None: checked before them."""
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return 'fastcalc bench --plot needs matplotlib: pip install "fastcalc[plot]"'
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        return f"fastcalc bench --plot: {path}: no directory {directory}"
+    extension = os.path.splitext(path)[1].lstrip(".").lower()  # none: matplotlib writes a PNG
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension and extension not in formats:
+        return (f"fastcalc bench --plot: matplotlib cannot write {extension!r} files; "
+                f"use one of {', '.join(sorted(formats))}")
+    return None
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.plot is not None:  # before the benchmarks, which take minutes
+        problem = _plot_problem(args.plot)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
     import fastcalc
     from fastcalc import _bench
 
@@ -106,11 +145,14 @@ def _bench(args: argparse.Namespace) -> int:
                          progress=None if args.quiet else _progress)
     machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "
                f"Python {platform.python_version()}, fastcalc {fastcalc.__version__}")
-    print(f"fastcalc bench ({machine}; median of {args.repeat} repetitions)\n")
+    heading = f"fastcalc bench ({machine}; median of {args.repeat} repetitions)"
+    print(f"{heading}\n")
     print(_bench.format_table(results))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"machine": machine, "results": _bench.as_records(results)}, handle, indent=1)
+    if args.plot is not None:
+        _bench.plot_speedups(results, args.plot, title=heading)
     return 0
 
 
@@ -126,10 +168,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup(args: argparse.Namespace) -> int:
+    from fastcalc import _warmup
+
+    dtypes = _warmup.DTYPES if args.dtype == "all" else (args.dtype,)
+    try:
+        seconds = _warmup.warmup(dtypes, sys.stdout)
+    except RuntimeError as error:
+        print(f"fastcalc warmup: {error}", file=sys.stderr)
+        return 1
+    print(f"{'total':<39} {sum(seconds.values()):6.2f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastcalc`` console script."""
     args = _parser().parse_args(argv)
-    commands = {"bench": _bench, "demo": _demo}
+    commands = {"bench": _bench, "demo": _demo, "warmup": _warmup}
     return commands[args.command](args)
 
 

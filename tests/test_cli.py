@@ -81,3 +81,145 @@ def test_python_dash_m_runs_the_same_command():
     result = subprocess.run([sys.executable, "-m", "fastcalc", "bench", "--help"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "--json" in result.stdout
+
+
+def _png_size_and_dpi(path):
+    """(width, height) in pixels and dots per inch of a PNG, read from its header chunks."""
+    import struct
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert b"IEND" in data[-12:], "truncated PNG"
+    chunk = data.find(b"pHYs")
+    x_per_metre, _, unit = struct.unpack(">IIB", data[chunk + 4:chunk + 13])
+    assert chunk > 0 and unit == 1  # pixels per metre
+    return width, height, x_per_metre * 0.0254
+
+
+@pytest.mark.filterwarnings("error")
+def test_bench_plot_writes_a_png_1000_pixels_wide(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "b.png"
+    assert cli.main(["bench", "--sizes", "1000", "--dtype", "float32", "--kernels", "sigmoid",
+                     "--repeat", "1", "--min-time", "0", "--quiet", "--plot", str(chart)]) == 0
+    assert "| fastcalc numpy" in capsys.readouterr().out  # the table is printed as before
+    width, height, dpi = _png_size_and_dpi(chart)
+    assert (width, round(dpi)) == (1000, 100)  # 10 inches at 100 dpi
+    assert 200 < height < 2000  # one case: its bars depend on the peers installed
+    from PIL import Image  # a dependency of matplotlib
+
+    with Image.open(chart) as image:
+        image.verify()
+    with Image.open(chart) as image:  # not blank
+        assert len(image.convert("L").getcolors(1 << 16)) > 10
+
+
+def _result(kernel, size, implementation, median_s):
+    from fastcalc import _bench
+
+    return _bench.Result(kernel, "float64", size, implementation, median_s, 1, 1, 8 * size)
+
+
+def test_plot_speedups_draws_the_tables_speedups(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastcalc import _bench
+
+    results = [_result("sigmoid", 10, "fastcalc numpy", 1e-3),
+               _result("sigmoid", 10, "fastcalc numba", 1e-4),
+               _result("sigmoid", 10, "memory copy", 2e-5),
+               _result("sigmoid", 10, "torch.sigmoid", 4e-3),
+               _result("conv", 20, "fastcalc numpy", 2.0),
+               _result("conv", 20, "fastcalc numba", 2e-3),
+               _result("conv", 20, "scipy", 1.0),
+               _result("no reference", 30, "fastcalc numba", 1.0),
+               _result("no reference", 30, "scipy", 2.0)]
+    _bench.fill_ratios(results)
+    table = _bench.format_table(results)
+    path = tmp_path / "chart.png"
+    figure = _bench.plot_speedups(results, path, title="fastcalc bench (test machine)")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figure.get_size_inches()[0] == 10 and figure.get_suptitle() == (
+        "fastcalc bench (test machine)")
+    axes = figure.axes[0]
+    assert axes.get_xscale() == "log"
+    drawn = {}  # implementation -> speed-ups, in the order of the cases
+    for container in axes.containers:
+        drawn[container.get_label()] = [bar.get_x() + bar.get_width() for bar in container]
+    # Neither the reference (the 1x line) nor the memory copy; no bar for the case without one.
+    assert list(drawn) == ["fastcalc numba", "torch.sigmoid", "scipy"]
+    assert drawn["fastcalc numba"] == pytest.approx([10.0, 1000.0])
+    assert drawn["torch.sigmoid"] == pytest.approx([0.25])
+    assert drawn["scipy"] == pytest.approx([2.0])
+    for name, speedups in drawn.items():
+        expected = [r.speedup_vs_reference for r in results
+                    if r.implementation == name and r.kernel != "no reference"]
+        assert speedups == pytest.approx(expected)
+        for speedup in expected:
+            assert f"| {speedup:.2f}x" in table  # the table's "vs numpy ref" column
+    labels = {text.get_text() for text in axes.texts}
+    assert {"10x", "1000x", "0.25x", "2x"} <= labels  # each bar annotated with its value
+    ticks = [tick.get_text() for tick in axes.get_yticklabels()]
+    assert ticks == ["sigmoid\nfloat64, N=10", "conv\nfloat64, N=20"]
+    reference = [line for line in axes.get_lines() if line.get_label().startswith("numpy ref")]
+    assert len(reference) == 1 and list(reference[0].get_xdata()) == [1, 1]
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["numpy reference (fastcalc numpy)", "fastcalc numba", "torch.sigmoid",
+                      "scipy"]
+    colours = {container.get_label(): container.patches[0].get_facecolor()
+               for container in axes.containers}
+    assert colours["fastcalc numba"][2] > colours["fastcalc numba"][0]  # fastcalc: blue
+    assert colours["scipy"][0] > colours["scipy"][2]  # peers: warm
+
+
+def test_plot_figure_grows_with_the_cases():
+    pytest.importorskip("matplotlib")
+    from fastcalc import _bench
+
+    def figure_height(cases):
+        results = [_result(f"kernel {i}", 10, name, seconds) for i in range(cases)
+                   for name, seconds in (("fastcalc numpy", 1.0), ("fastcalc numba", 0.1))]
+        _bench.fill_ratios(results)
+        return _bench.plot_speedups(results).get_size_inches()[1]
+
+    # Linear in the cases, and at least half an inch (50 pixels at 100 dpi) per case of one
+    # bar: its label's three lines of 8-point text fit.
+    per_case = (figure_height(30) - figure_height(10)) / 20
+    assert per_case >= 0.5
+    assert figure_height(20) - figure_height(10) == pytest.approx(10 * per_case)
+
+
+def test_bench_plot_without_matplotlib_fails_before_benchmarking(monkeypatch, capsys):
+    import builtins
+
+    from fastcalc import _bench
+
+    real_import = builtins.__import__
+
+    def import_without_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("benchmarks ran before the matplotlib check")
+
+    monkeypatch.setattr(builtins, "__import__", import_without_matplotlib)
+    monkeypatch.setattr(_bench, "run", must_not_run)
+    monkeypatch.setattr(_bench, "activation_cases", must_not_run)
+    assert cli.main(["bench", "--kernels", "sigmoid", "--plot", "b.png"]) == 1
+    captured = capsys.readouterr()
+    assert 'pip install "fastcalc[plot]"' in captured.err and "matplotlib" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("plot", ["missing-directory/b.png", "b.unknown-format"])
+def test_bench_plot_rejects_an_unwritable_path_before_benchmarking(plot, tmp_path, monkeypatch,
+                                                                   capsys):
+    pytest.importorskip("matplotlib")
+    from fastcalc import _bench
+
+    monkeypatch.setattr(_bench, "run", lambda *args, **kwargs: pytest.fail("benchmarks ran"))
+    assert cli.main(["bench", "--kernels", "sigmoid", "--plot", str(tmp_path / plot)]) == 1
+    assert "--plot" in capsys.readouterr().err

@@ -8,6 +8,8 @@ Arrays below ``PARALLEL_MIN_SIZE`` elements, or ``num_threads == 1``, run
 serially: starting the thread pool costs more than it saves there.
 """
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -51,36 +53,52 @@ def _sigmoid_derivative_from_output_one(s):
     return s * (_ONE - s)
 
 
-def _elementwise(scalar_function):
+# The loops, written once: ``scalar_function``, ``block`` and ``block_in_place``
+# are globals of each copy that _elementwise makes (a closure would not do: Numba
+# keys its disk cache on the pickled closure variables, and a dispatcher pickles
+# differently in every process, so closures compiled again on every start).
+# Loops run over range(size) of a slice: with range(start, stop) the index
+# might be negative, and Numba's wraparound check blocks vectorization.
+def _block(x, out):
+    for i in range(x.size):
+        out[i] = scalar_function(x[i])  # noqa: F821
+
+
+def _block_in_place(x):
+    for i in range(x.size):
+        x[i] = scalar_function(x[i])  # noqa: F821
+
+
+def _parallel(x, out, in_place):
+    n = x.size
+    for index in prange((n + _BLOCK - 1) // _BLOCK):
+        start, stop = index * _BLOCK, min(n, (index + 1) * _BLOCK)
+        if in_place:
+            block_in_place(x[start:stop])  # noqa: F821
+        else:
+            block(x[start:stop], out[start:stop])  # noqa: F821
+
+
+def _copy(template, name, namespace, **options):
+    """``template`` compiled with globals ``namespace``, cached on disk under ``name``."""
+    function = types.FunctionType(template.__code__, namespace, name)
+    function.__qualname__ = name
+    return njit(**_JIT, **options)(function)
+
+
+def _elementwise(scalar_function, name):
     """Build ``kernel(x, out, num_threads)`` applying ``scalar_function``.
 
-    Each generated loop calls ``scalar_function`` directly, so Numba inlines
-    it and LLVM vectorizes the loop.  In place (``out is x``) gets a loop over
-    one array: a loop over two arrays would fail LLVM's runtime overlap check
-    when they are the same and fall back to scalar code.
+    Each loop calls ``scalar_function`` directly, so Numba inlines it and
+    LLVM vectorizes the loop.  In place (``out is x``) gets a loop over one
+    array: a loop over two arrays would fail LLVM's runtime overlap check when
+    they are the same and fall back to scalar code.
     """
-
-    # Loops run over range(size) of a slice: with range(start, stop) the index
-    # might be negative, and Numba's wraparound check blocks vectorization.
-    @njit(**_JIT)
-    def block(x, out):
-        for i in range(x.size):
-            out[i] = scalar_function(x[i])
-
-    @njit(**_JIT)
-    def block_in_place(x):
-        for i in range(x.size):
-            x[i] = scalar_function(x[i])
-
-    @njit(parallel=True, **_JIT)
-    def parallel(x, out, in_place):
-        n = x.size
-        for index in prange((n + _BLOCK - 1) // _BLOCK):
-            start, stop = index * _BLOCK, min(n, (index + 1) * _BLOCK)
-            if in_place:
-                block_in_place(x[start:stop])
-            else:
-                block(x[start:stop], out[start:stop])
+    namespace = {**globals(), "scalar_function": scalar_function}
+    block = namespace["block"] = _copy(_block, f"{name}_block", namespace)
+    block_in_place = namespace["block_in_place"] = _copy(_block_in_place,
+                                                         f"{name}_block_in_place", namespace)
+    parallel = _copy(_parallel, f"{name}_parallel", namespace, parallel=True)
 
     def kernel(x, out, num_threads):
         if num_threads > 1 and x.size >= PARALLEL_MIN_SIZE:
@@ -93,6 +111,7 @@ def _elementwise(scalar_function):
     return kernel
 
 
-sigmoid = _elementwise(_sigmoid_one)
-sigmoid_derivative = _elementwise(_sigmoid_derivative_one)
-sigmoid_derivative_from_output = _elementwise(_sigmoid_derivative_from_output_one)
+sigmoid = _elementwise(_sigmoid_one, "sigmoid")
+sigmoid_derivative = _elementwise(_sigmoid_derivative_one, "sigmoid_derivative")
+sigmoid_derivative_from_output = _elementwise(_sigmoid_derivative_from_output_one,
+                                              "sigmoid_derivative_from_output")
