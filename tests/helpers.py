@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+import fastcalc
 from fastcalc import _cython, _dispatch
 
 
@@ -60,3 +61,22 @@ def assert_threads_agree(results, expected, names):
         assert result is not None, "a thread failed"
         for name, actual, value in zip(names, result, want, strict=True):
             np.testing.assert_array_equal(actual, value, err_msg=name)
+
+
+def assert_gradients_pass_check_grad(loss, arrays, gradients, tolerance):
+    """Each of ``gradients`` (``{name: gradient}``) against :func:`fastcalc.check_grad`.
+
+    ``loss(arrays)`` is a scalar function of the named ``arrays``; the
+    gradient named ``name`` is checked as the derivative of ``loss`` with
+    ``arrays[name]`` varied and every other array held.
+    """
+    for name, gradient in gradients.items():
+        array = arrays[name]
+
+        def loss_of_one(point, name=name, shape=array.shape):
+            return loss({**arrays, name: point.reshape(shape)})
+
+        error = fastcalc.check_grad(np.vectorize(loss_of_one, signature="(n)->()"),
+                                    lambda point, gradient=gradient: gradient.ravel(),
+                                    array.ravel())
+        assert error < tolerance, f"{name}: relative error {error:.2e}"

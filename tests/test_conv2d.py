@@ -3,7 +3,13 @@
 
 import numpy as np
 import pytest
-from helpers import assert_threads_agree, kernel_modules, layouts, run_concurrently
+from helpers import (
+    assert_gradients_pass_check_grad,
+    assert_threads_agree,
+    kernel_modules,
+    layouts,
+    run_concurrently,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -120,18 +126,14 @@ def test_gradients_pass_check_grad(backend, stride, padding):
                                                 stride, padding))
     gradients = fastcalc.conv2d_backward(grad_out, arrays["x"], arrays["weight"], stride,
                                          padding, backend=backend)
-    for (name, array), gradient in zip(arrays.items(), gradients, strict=True):
 
-        def loss(point, name=name, array=array):  # the loss as a function of one array
-            trial = {**arrays, name: point.reshape(array.shape)}
-            out = fastcalc.conv2d(trial["x"], trial["weight"], trial["bias"], stride, padding,
-                                  backend=backend)
-            return np.sum(grad_out * out)
+    def loss(trial):
+        out = fastcalc.conv2d(trial["x"], trial["weight"], trial["bias"], stride, padding,
+                              backend=backend)
+        return np.sum(grad_out * out)
 
-        error = fastcalc.check_grad(np.vectorize(loss, signature="(n)->()"),
-                                    lambda point, gradient=gradient: gradient.ravel(),
-                                    array.ravel())
-        assert error < 1e-7, f"grad_{name}: relative error {error:.2e}"
+    assert_gradients_pass_check_grad(loss, arrays, dict(zip(arrays, gradients, strict=True)),
+                                     1e-7)
 
 
 # Layers (N, C, H, W, F, kh, kw, stride, padding) chosen for vector-width edges: forward

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from helpers import assert_gradients_pass_check_grad
 
-import fastcalc
 from fastcalc import _examples as examples
 
 
@@ -11,19 +11,16 @@ def check_model_grads(model, inputs, labels, tolerance):
     """Every parameter's hand-written gradient against fastcalc.check_grad."""
     _, grads = model.loss_and_grads(inputs, labels)
     assert set(grads) == set(model.params)
-    for name, array in model.params.items():
+    params = model.params
 
-        def loss(point, name=name, array=array):
-            model.params[name] = point.reshape(array.shape).astype(array.dtype)
-            try:
-                return model.loss_and_grads(inputs, labels)[0]
-            finally:
-                model.params[name] = array
+    def loss(trial):
+        model.params = trial
+        try:
+            return model.loss_and_grads(inputs, labels)[0]
+        finally:
+            model.params = params
 
-        error = fastcalc.check_grad(np.vectorize(loss, signature="(n)->()"),
-                                    lambda point, g=grads[name]: g.ravel(),
-                                    array.ravel().astype(np.float64))
-        assert error < tolerance, f"{name}: relative error {error:.2e}"
+    assert_gradients_pass_check_grad(loss, params, grads, tolerance)
 
 
 # ---------------------------------------------------------------------------------------------

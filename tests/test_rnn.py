@@ -4,7 +4,13 @@ import importlib.util
 
 import numpy as np
 import pytest
-from helpers import assert_threads_agree, kernel_modules, layouts, run_concurrently
+from helpers import (
+    assert_gradients_pass_check_grad,
+    assert_threads_agree,
+    kernel_modules,
+    layouts,
+    run_concurrently,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -299,18 +305,14 @@ def test_gradients_pass_check_grad(backend):
     arrays = make_problem(np.random.default_rng(4), 4, 2, 3, 5, 3)
     h, _ = forward(arrays, backend)
     gradients = backward(arrays, h, backend)
-    for name, gradient in zip(("x", "h0", "Wxh", "Whh", "bh", "Why", "by"), gradients,
-                              strict=True):
-        shape = arrays[name].shape
 
-        def loss(point, name=name, shape=shape):  # the loss as a function of one array
-            h, y = forward({**arrays, name: point.reshape(shape)}, backend)
-            return np.sum(y * arrays["dy"]) + np.sum(h[-1] * arrays["dh_last"])
+    def loss(trial):
+        h, y = forward(trial, backend)
+        return np.sum(y * trial["dy"]) + np.sum(h[-1] * trial["dh_last"])
 
-        error = fastcalc.check_grad(np.vectorize(loss, signature="(n)->()"),
-                                    lambda point, gradient=gradient: gradient.ravel(),
-                                    arrays[name].ravel())
-        assert error < 1e-7, f"d{name}: relative error {error:.2e}"
+    names = ("x", "h0", "Wxh", "Whh", "bh", "Why", "by")
+    assert_gradients_pass_check_grad(loss, arrays, dict(zip(names, gradients, strict=True)),
+                                     1e-7)
 
 
 # ---------------------------------------------------------------------------------------------
