@@ -73,7 +73,7 @@ class Result:
 
 
 def peak_gflop_per_s(dtype: str) -> float | None:
-    """This machine's measured peak on ``get_num_threads()`` threads, in GFLOP/s.
+    """This machine's measured peak on ``set_num_threads``'s count of threads, in GFLOP/s.
 
     Measured once per dtype and thread count by the compiled FMA probe
     (``fma_probe`` of the Cython convolution module, one call per thread, all
@@ -82,7 +82,7 @@ def peak_gflop_per_s(dtype: str) -> float | None:
     runs AVX-512 at the rate of AVX2) and its boost clock.  None without the
     Cython extensions.
     """
-    return _measured_peak(np.dtype(dtype).itemsize, _dispatch.get_num_threads())
+    return _measured_peak(np.dtype(dtype).itemsize, _dispatch.thread_setting())
 
 
 @functools.cache

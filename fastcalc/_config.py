@@ -36,7 +36,11 @@ def config() -> dict[str, object]:
         "numpy": numpy.__version__,
         "numba": None,
         "backends": status,
-        "num_threads": _dispatch.get_num_threads(),
+        "num_threads": _dispatch.thread_setting(),
+        "threads_per_backend": {
+            backend: _dispatch.get_num_threads(backend)
+            for backend, reason in status.items() if reason is None
+        },
         "cython_isa": None,
         "cython_isas_here": [],
         "openmp": None,
@@ -53,6 +57,13 @@ def config() -> dict[str, object]:
         info["cython_isas_here"] = _cython.available_isas("activations")
         info["openmp"] = bool(module.OPENMP)
     return info
+
+
+def threads_summary(info: dict[str, object]) -> str:
+    """The thread count of :func:`config`'s ``info`` and what each backend runs on."""
+    counts = info["threads_per_backend"]
+    per_backend = ", ".join(f"{name} {count}" for name, count in counts.items())
+    return f"{info['num_threads']} (fastcalc.set_num_threads; {per_backend})"
 
 
 def show_config() -> None:
@@ -75,7 +86,7 @@ def show_config() -> None:
     for backend, reason in info["backends"].items():
         state = "available" if reason is None else f"unavailable: {reason}"
         lines.append(f"  {backend:<7} {state}")
-    lines.append(f"threads: {info['num_threads']} (fastcalc.set_num_threads)")
+    lines.append(f"threads: {threads_summary(info)}")
     if info["numba"]:
         lines.append(f"numba threading layer: {info['numba_threading_layer']}")
     if info["cython_isa"]:

@@ -32,6 +32,7 @@ __all__ = [
     "kernel_threads",
     "set_backend",
     "set_num_threads",
+    "thread_setting",
     "use_backend",
 ]
 
@@ -46,6 +47,9 @@ _lock = threading.Lock()
 _modules: dict[tuple[str, str], object] = {}
 _unavailable: dict[tuple[str, str], str] = {}
 _kernels: dict[tuple[str, str, str], object] = {}
+# The order "auto" tries for every kernel family that has a Cython version
+# (each public module states its own, from its benchmarks): get_num_threads.
+_THREADED_AUTO_ORDER = ("cython", "numba", "numpy")
 
 
 def _check_name(name: object, *, allow_auto: bool = True) -> str:
@@ -146,6 +150,16 @@ def _module(backend: str, family: str):
     return module
 
 
+def _first_available(order: tuple[str, ...], family: str) -> tuple[str, object]:
+    """The first backend of ``order`` available here, and its ``family`` module."""
+    for candidate in order:
+        try:
+            return candidate, _module(candidate, family)
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"none of the backends {order} is available")
+
+
 def _explain(backend: str, error: ImportError) -> str:
     if backend == "numba":
         return f"Numba cannot be imported ({error}); install it with `pip install numba`"
@@ -194,12 +208,7 @@ def kernel(family: str, name: str, backend: str | None, auto_order: tuple[str, .
     if found is not None:
         return found
     if backend == "auto":
-        for candidate in auto_order:
-            try:
-                found = getattr(_module(candidate, family), name)
-                break
-            except RuntimeError:
-                continue
+        found = getattr(_first_available(auto_order, family)[1], name)
     else:
         found = getattr(_module(_check_name(backend), family), name)
     _kernels[key] = found
@@ -238,8 +247,56 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
-def get_num_threads() -> int:
-    """How many threads the parallel kernels use (see :func:`set_num_threads`)."""
+def get_num_threads(backend: str | None = None) -> int:
+    """How many threads the kernels of ``backend`` run on.
+
+    Parameters
+    ----------
+    backend : {None, "auto", "numpy", "numba", "cython"}, optional
+        None (the default) is the current backend, :func:`get_backend`.
+        ``"auto"`` answers for its first choice: Cython where it was built,
+        else Numba (``gradient_descent``, which has no Cython kernel, runs on
+        Numba under ``"auto"``).
+
+    Returns
+    -------
+    int
+        The count of :func:`set_num_threads` (initially every usable core),
+        except: 1 for ``"numpy"`` (the reference kernels are serial numpy
+        code; numpy's BLAS may use threads of its own, which fastcalc does
+        not control); at most ``NUMBA_NUM_THREADS`` for ``"numba"``; and 1
+        for ``"cython"`` when its kernels were compiled without OpenMP (the
+        macOS wheels are): they then run single-threaded.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not a backend name.
+    RuntimeError
+        If the backend is not available here (the message says why).
+
+    Examples
+    --------
+    >>> import fastcalc
+    >>> fastcalc.get_num_threads("numpy")
+    1
+    """
+    name = get_backend() if backend is None else _check_name(backend)
+    if name == "auto":
+        name, module = _first_available(_THREADED_AUTO_ORDER, "activations")
+    else:
+        module = _module(name, "activations")
+    if name == "numpy" or (name == "cython" and not module.OPENMP):
+        return 1
+    if name == "numba":
+        import numba
+
+        return min(_num_threads, numba.config.NUMBA_NUM_THREADS)
+    return _num_threads
+
+
+def thread_setting() -> int:
+    """The count of :func:`set_num_threads`: the most threads any kernel starts."""
     return _num_threads
 
 

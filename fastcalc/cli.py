@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-time", type=float, default=0.01, metavar="SECONDS",
                        help="minimum duration of one repetition (default: 0.01)")
     bench.add_argument("--threads", type=_positive_int, default=None,
-                       help="threads for fastcalc and torch (default: fastcalc.get_num_threads())")
+                       help="threads for fastcalc and torch (default: every usable core)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE",
                        help="also draw the speed-ups over the numpy reference as a bar chart, "
@@ -123,7 +123,7 @@ def _bench(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
             return 1
     import fastcalc
-    from fastcalc import _bench
+    from fastcalc import _bench, _config
 
     if args.threads is not None:
         fastcalc.set_num_threads(args.threads)
@@ -143,7 +143,7 @@ def _bench(args: argparse.Namespace) -> int:
         cases += _bench.fit_cases((args.problems, samples, features, steps), dtypes=dtypes)
     results = _bench.run(cases, repeat=args.repeat, min_time=args.min_time,
                          progress=None if args.quiet else _progress)
-    machine = (f"{platform.machine()}, {fastcalc.get_num_threads()} threads, "
+    machine = (f"{platform.machine()}, threads {_config.threads_summary(_config.config())}, "
                f"Python {platform.python_version()}, fastcalc {fastcalc.__version__}")
     heading = f"fastcalc bench ({machine}; median of {args.repeat} repetitions)"
     print(f"{heading}\n")

@@ -326,10 +326,14 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
         batch = min(batch_size, N)
         order = _minibatch_order(N, batch, n_iter, seed)
     losses = np.empty((P, n_iter), dtype=compute)
+    # scales[n]: what the sums over a batch of n rows are multiplied by.
+    scales = np.ones(batch + 1, dtype=compute)
+    if reduction == "mean":
+        scales[1:] /= np.arange(1, batch + 1)
 
     kernel = _dispatch.kernel("optim", "fit", backend, _FIT_AUTO_ORDER)
     if P:
-        kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), reduction == "mean",
+        kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
                bool(fit_intercept), order, batch, losses, _dispatch.kernel_threads())
     converged = np.isfinite(coef).all(axis=1) & np.isfinite(intercept)
     if n_iter:

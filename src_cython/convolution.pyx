@@ -232,7 +232,7 @@ cdef extern from "conv2d.h" nogil:
     void fc_gw_item_double(const double* canvas, const fc_geometry* g, const double* grad,
                            double* partial, Py_ssize_t f0, Py_ssize_t f1)
 
-cdef extern from "vectors.h" nogil:
+cdef extern from "fma_probe.h" nogil:
     const int FC_PROBE_CHAINS
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)

@@ -2,7 +2,7 @@
 
 Same name and signature as :mod:`fastcalc.reference.optim` (its docstring
 states the contract): ``fit(X, y, coef, intercept, lr, n_iter, loss, l2,
-mean, fit_intercept, order, batch_size, losses, num_threads)``, every array
+scales, fit_intercept, order, batch_size, losses, num_threads)``, every array
 C-contiguous, native, of one dtype (float32 or float64).  A user's
 ``grad`` cannot run here (it would have to be compiled ahead of time):
 there is no ``gradient_descent`` in this module.
@@ -141,7 +141,7 @@ cdef inline void* _data(object array):
     return cnp.PyArray_DATA(<cnp.ndarray>array)
 
 
-def fit(X, y, coef, intercept, double lr, Py_ssize_t n_iter, int loss, double l2, bint mean,
+def fit(X, y, coef, intercept, double lr, Py_ssize_t n_iter, int loss, double l2, scales,
         bint fit_intercept, order, Py_ssize_t batch_size, losses, int num_threads):
     """Train the P models of X (P, N, D) in place: coef, intercept and losses."""
     cdef Py_ssize_t P = cnp.PyArray_DIM(X, 0), N = cnp.PyArray_DIM(X, 1)
@@ -152,10 +152,6 @@ def fit(X, y, coef, intercept, double lr, Py_ssize_t n_iter, int loss, double l2
     cdef Py_ssize_t scratch_size = (D + 1) * ld + D * lanes + 3 * FC_FIT_WIDE * lanes
     cdef int threads = <int>max(1, min(num_threads, P,
                                        P * n_iter * N * max(D, 1) // _PARALLEL_MIN_WORK))
-    # scales[n]: what the sums over a batch of n rows are multiplied by.
-    scales = np.ones(batch_size + 1, X.dtype)
-    if mean:
-        scales[1:] /= np.arange(1, batch_size + 1)
     scratch = np.empty(threads * scratch_size, X.dtype)
     if single:
         _fit[float](<float*>_data(X), <float*>_data(y), <float*>_data(coef),

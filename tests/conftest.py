@@ -3,6 +3,7 @@
 import pytest
 
 import fastcalc
+from fastcalc import _dispatch
 
 
 @pytest.fixture(params=fastcalc.available_backends())
@@ -14,7 +15,7 @@ def backend(request):
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Tests may change the default backend or thread count; put them back."""
-    backend, threads = fastcalc.get_backend(), fastcalc.get_num_threads()
+    backend, threads = fastcalc.get_backend(), _dispatch.thread_setting()
     yield
     fastcalc.set_backend(backend)
     fastcalc.set_num_threads(threads)

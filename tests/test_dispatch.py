@@ -109,12 +109,56 @@ def test_missing_extensions_explain_how_to_build(monkeypatch, fresh_registry):
         fastcalc.sigmoid(np.zeros(2), backend="cython")
 
 
+def _cython_has_openmp() -> bool:
+    return bool(_dispatch._module("cython", "activations").OPENMP)
+
+
 def test_num_threads_default_and_setting():
     import os
 
-    assert fastcalc.get_num_threads() == len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    assert _dispatch.thread_setting() == cores
+    if "numba" in fastcalc.available_backends():
+        import numba
+
+        assert fastcalc.get_num_threads("numba") == min(cores, numba.config.NUMBA_NUM_THREADS)
+    if "cython" in fastcalc.available_backends():
+        assert fastcalc.get_num_threads("cython") == (cores if _cython_has_openmp() else 1)
     fastcalc.set_num_threads(1)
-    assert fastcalc.get_num_threads() == 1
+    assert _dispatch.thread_setting() == 1
+    for backend in fastcalc.available_backends():
+        assert fastcalc.get_num_threads(backend) == 1
+
+
+def test_num_threads_of_the_current_backend_and_of_auto(monkeypatch):
+    """No argument: the current backend's count; "auto": that of its first choice."""
+    monkeypatch.setattr(_dispatch, "_num_threads", 3)
+    first_choice = next(name for name in ("cython", "numba", "numpy")
+                        if name in fastcalc.available_backends())
+    assert fastcalc.get_num_threads("auto") == fastcalc.get_num_threads(first_choice)
+    for backend in fastcalc.available_backends():
+        with fastcalc.use_backend(backend):
+            assert fastcalc.get_num_threads() == fastcalc.get_num_threads(backend)
+    assert fastcalc.get_num_threads("numpy") == 1
+
+
+def test_cython_without_openmp_says_it_runs_single_threaded(monkeypatch):
+    """A build without OpenMP (macOS): get_num_threads and show_config say so."""
+    if "cython" not in fastcalc.available_backends():
+        pytest.skip("the Cython extensions are not built")
+    monkeypatch.setattr(_dispatch._module("cython", "activations"), "OPENMP", 0)
+    monkeypatch.setattr(_dispatch, "_num_threads", 2)
+    assert fastcalc.get_num_threads("cython") == 1
+    assert fastcalc.get_num_threads() == fastcalc.get_num_threads("auto") == 1
+    text = _show_config_text()
+    assert "cython 1" in text and "OpenMP: no (kernels run single-threaded)" in text
+    if "numba" in fastcalc.available_backends():
+        assert fastcalc.get_num_threads("numba") == 2 and "numba 2" in text
+
+
+def test_num_threads_of_an_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        fastcalc.get_num_threads("cuda")
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
@@ -123,9 +167,17 @@ def test_bad_thread_count_is_a_value_error(bad):
         fastcalc.set_num_threads(bad)
 
 
-def test_show_config_reports_what_a_bug_report_needs(capsys):
-    fastcalc.show_config()
-    text = capsys.readouterr().out
+def _show_config_text() -> str:
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        fastcalc.show_config()
+    return output.getvalue()
+
+
+def test_show_config_reports_what_a_bug_report_needs():
+    text = _show_config_text()
     for needle in (f"fastcalc {fastcalc.__version__}", f"numpy {np.__version__}", "python 3.",
                    "numba", "backends:", "threads: ", "CPU SIMD:"):
         assert needle in text

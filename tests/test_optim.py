@@ -565,8 +565,8 @@ def test_seed_slide_4_in_every_kernel(implementation):
     coef, intercept = w0[None].copy(), np.zeros(1)
     losses = np.full((1, 10_000), np.nan)
     module.fit(X[None].astype(float), y[None].astype(float), coef, intercept, 1.0, 10_000,
-               reference.LOGISTIC_SQUARED, 0.0, False, False, np.empty((0, 4), np.int64), 4,
-               losses, 1)
+               reference.LOGISTIC_SQUARED, 0.0, batch_scales(4, False, float), False,
+               np.empty((0, 4), np.int64), 4, losses, 1)
     assert_is_the_seed_neuron(coef[0], losses[0])
     assert intercept[0] == 0
 
@@ -585,13 +585,21 @@ def epoch_orders(seed, N, n_iter, batch_size):
         batch_size)
 
 
+def batch_scales(batch_size, mean, dtype):
+    """The kernels' ``scales``: ``scales[n]`` is 1 / n for the mean of n rows, 1 for the sum."""
+    scales = np.ones(batch_size + 1, dtype)
+    if mean:
+        scales[1:] /= np.arange(1, batch_size + 1)
+    return scales
+
+
 def run_fit_kernel(module, arguments, threads):
     """``(coef, intercept, losses)`` of ``module.fit``, its losses pre-filled with NaN."""
     coef, intercept = arguments["coef"].copy(), arguments["intercept"].copy()
     X = arguments["X"]
     losses = np.full((X.shape[0], arguments["n_iter"]), np.nan, X.dtype)
     module.fit(X, arguments["y"], coef, intercept, arguments["lr"], arguments["n_iter"],
-               arguments["loss"], arguments["l2"], arguments["mean"], arguments["fit_intercept"],
+               arguments["loss"], arguments["l2"], arguments["scales"], arguments["fit_intercept"],
                arguments["order"], arguments["batch_size"], losses, threads)
     return coef, intercept, losses
 
@@ -621,7 +629,8 @@ def test_compiled_fit_kernels_equal_the_reference(problems, samples, features, l
     arguments = {"X": X.astype(dtype), "y": y.astype(dtype),
                  "coef": 0.5 * rng.standard_normal((problems, features)).astype(dtype),
                  "intercept": 0.5 * rng.standard_normal(problems).astype(dtype), "lr": lr,
-                 "n_iter": n_iter, "loss": loss, "l2": l2, "mean": mean,
+                 "n_iter": n_iter, "loss": loss, "l2": l2,
+                 "scales": batch_scales(batch, mean, dtype),
                  "fit_intercept": fit_intercept, "order": order, "batch_size": batch}
     saved = {name: np.copy(value) for name, value in arguments.items()}
     expected = run_fit_kernel(reference, arguments, 1)

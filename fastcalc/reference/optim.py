@@ -21,7 +21,7 @@ is left alone (it may have no elements).  ``converged`` (B,) gets, with
 that stopped repeats its last point), or has no rows.  Here ``grad`` is
 called on the whole batch at once (so it must broadcast).
 
-``fit(X, y, coef, intercept, lr, n_iter, loss, l2, mean, fit_intercept,
+``fit(X, y, coef, intercept, lr, n_iter, loss, l2, scales, fit_intercept,
 order, batch_size, losses, num_threads)`` trains P independent linear
 models ``z = X @ coef + intercept`` in place: ``X`` (P, N, D), ``y``
 (P, N), ``coef`` (P, D) and ``intercept`` (P,) (the starting point, then
@@ -33,7 +33,9 @@ step.  ``loss`` is one of :data:`LOSSES`; with ``r`` = dloss/dz::
     LOGISTIC_SQUARED      loss = (p - y)**2 / 2              r = (p - y) p (1 - p)
 
 with ``p = sigmoid(z)``.  Each step takes the rows of a batch, sums loss
-and ``r`` over them (divided by the batch's size if ``mean``), adds
+and ``r`` over them, multiplies the sums by ``scales[n]`` for a batch of
+``n`` rows (``scales`` (batch_size + 1,): ``1 / n`` for the mean, 1 for the
+sum), adds
 ``l2 / 2 * |coef|**2`` to the objective and ``l2 * coef`` to its gradient
 (not the intercept's), and moves ``coef`` and (if ``fit_intercept``)
 ``intercept`` by ``-lr`` times the gradient.  Full batch when ``order``
@@ -122,7 +124,7 @@ def _residuals(loss, z, y):
     return error * p * (1 - p), 0.5 * error * error
 
 
-def fit(X, y, coef, intercept, lr, n_iter, loss, l2, mean, fit_intercept, order, batch_size,
+def fit(X, y, coef, intercept, lr, n_iter, loss, l2, scales, fit_intercept, order, batch_size,
         losses, num_threads):
     N = X.shape[1]
     per_epoch = -(-N // batch_size)
@@ -135,7 +137,7 @@ def fit(X, y, coef, intercept, lr, n_iter, loss, l2, mean, fit_intercept, order,
             X_batch, y_batch = X, y
         z = np.einsum("pnd,pd->pn", X_batch, coef) + intercept[:, None]
         r, row_loss = _residuals(loss, z, y_batch)
-        scale = 1 / X_batch.shape[1] if mean else 1
+        scale = scales[X_batch.shape[1]]
         losses[:, t] = scale * row_loss.sum(axis=1) + 0.5 * l2 * np.einsum("pd,pd->p", coef,
                                                                               coef)
         coef -= lr * (scale * np.einsum("pnd,pn->pd", X_batch, r) + l2 * coef)
