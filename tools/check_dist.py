@@ -170,7 +170,7 @@ def check_without_openmp(sdist: Path, python: Path, work: Path) -> None:
     (wheel,) = (work / "no-openmp").glob("*.whl")
     run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", wheel])
     report = ("import fastcalc; from fastcalc import _cython; "
-              "print(_cython.load('activations').OPENMP, fastcalc.get_num_threads('cython'))")
+              "print(int(_cython.load('activations').OPENMP), fastcalc.get_num_threads('cython'))")
     reported = run([python, "-c", report], cwd=work / "outside",
                    capture_output=True).stdout.split()
     check(reported == ["0", "1"],

@@ -7,8 +7,8 @@ table for the README.  Every figure comes from fresh processes:
 - Per kernel family (``fastcalc warmup``'s, float64): the first call with an
   empty Numba cache (the compile time), then, with the cache that call
   filled, the first call in a new process (median of 5): alone (it also
-  imports Numba and starts LLVM, once per process) and after another
-  family's first call (the kernel's own load time).
+  imports Numba and initializes its compiler, once per process) and after
+  another family's first call (the kernel's own load time).
 - Numba's own floor, for comparison: importing Numba and the first call of
   a one-line ``@numba.njit(cache=True)`` function from a warm cache (median
   of 5 processes).
@@ -27,13 +27,13 @@ CHILD = textwrap.dedent("""
     import sys, time
     start = time.perf_counter()
     import fastcalc
-    imported = time.perf_counter()
+    imported = begin = time.perf_counter()
     from fastcalc import _warmup
-    calls = dict(_warmup._calls("float64"))
+    calls = dict(_warmup._calls("float64"))  # imports Numba: timed, unless `before`
     family, before = sys.argv[1], sys.argv[2]
     if before:
         calls[before]()
-    begin = time.perf_counter()
+        begin = time.perf_counter()
     calls[family]()
     print(imported - start, time.perf_counter() - begin)
 """)
