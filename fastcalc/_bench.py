@@ -557,8 +557,8 @@ def _torch_fit(torch, X, y, steps, rows):
 
 
 def _threaded_copy(out: np.ndarray, x: np.ndarray) -> None:
-    """``out[...] = x`` on ``get_num_threads()`` threads (np.copyto uses one)."""
-    threads = _dispatch.get_num_threads()
+    """``out[...] = x`` on ``set_num_threads``'s count of threads (np.copyto uses one)."""
+    threads = _dispatch.thread_setting()
     if threads == 1 or x.size < 1 << 16:
         np.copyto(out, x)
         return
@@ -579,28 +579,23 @@ def _naive_derivative(x):
     return s * (1 - s)
 
 
-def _time_case(case: Case, repeat: int, min_time: float) -> Result:
+def _calibrate(case: Case, min_time: float) -> tuple[int, float]:
+    """Calls per repetition (lasting at least ``min_time``), and that first repetition's time."""
     function = case.function
     function()  # warm up: compiles Numba code, faults in pages
     calls = 1
     while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            function()
-        elapsed = time.perf_counter() - start
+        elapsed = _repetition(function, calls)
         if elapsed >= min_time or calls >= 1 << 20:
-            break
+            return calls, elapsed / calls
         calls *= 2 if elapsed <= 0 else max(2, min(10, int(min_time / elapsed) + 1))
-    samples = [elapsed / calls]
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            function()
-        samples.append((time.perf_counter() - start) / calls)
-    return Result(
-        case.kernel, case.dtype, case.size, case.implementation, float(np.median(samples)),
-        repeat, calls, case.bytes_moved, case.note, case.flops,
-    )
+
+
+def _repetition(function: Callable[[], object], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        function()
+    return time.perf_counter() - start
 
 
 def run(
@@ -609,19 +604,40 @@ def run(
     min_time: float = 0.01,
     progress: Callable[[int, int, Case], None] | None = None,
 ) -> list[Result]:
-    """Time ``cases`` and fill in speed-ups and copy ratios per group."""
+    """Time ``cases`` and fill in speed-ups and copy ratios per group.
+
+    The implementations of a group (kernel, dtype, size) take turns: each
+    repetition times every one of them once, so a slow phase of a shared
+    machine slows them all rather than the rows timed during it, and the
+    ratios within a group hold.
+    """
     import warnings
 
     torch = _peer_torch()
     if torch is not None:
-        torch.set_num_threads(_dispatch.get_num_threads())
-    results = []
+        torch.set_num_threads(_dispatch.thread_setting())
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for index, case in enumerate(cases):
+        groups.setdefault((case.kernel, case.dtype, case.size), []).append(index)
+    calls, samples = [0] * len(cases), [[] for _ in cases]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the naive peers overflow
-        for index, case in enumerate(cases):
-            if progress is not None:
-                progress(index, len(cases), case)
-            results.append(_time_case(case, repeat, min_time))
+        for members in groups.values():
+            for index in members:
+                if progress is not None:
+                    progress(index, len(cases), cases[index])
+                calls[index], first = _calibrate(cases[index], min_time)
+                samples[index].append(first)
+            for _ in range(repeat - 1):
+                for index in members:
+                    samples[index].append(
+                        _repetition(cases[index].function, calls[index]) / calls[index])
+    results = [
+        Result(case.kernel, case.dtype, case.size, case.implementation,
+               float(np.median(case_samples)), repeat, case_calls, case.bytes_moved, case.note,
+               case.flops)
+        for case, case_calls, case_samples in zip(cases, calls, samples, strict=True)
+    ]
     fill_ratios(results)
     return results
 

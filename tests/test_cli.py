@@ -27,6 +27,28 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     assert {r["size"] for r in records} == {300}
 
 
+def test_bench_run_takes_turns_within_a_group():
+    """Each repetition times every implementation of a group once: a slow phase hits them all."""
+    from fastcalc import _bench
+
+    log = []
+
+    def case(kernel, implementation):
+        return _bench.Case(kernel, "float64", 10, implementation,
+                           lambda: log.append((kernel, implementation)), 80)
+
+    cases = [case("a", "fastcalc numpy"), case("a", "other"), case("b", "fastcalc numpy"),
+             case("a", "third")]
+    results = _bench.run(cases, repeat=4, min_time=0)
+    assert [(r.kernel, r.implementation) for r in results] == [
+        (c.kernel, c.implementation) for c in cases]
+    assert all(r.repetitions == 4 and r.calls_per_repetition == 1 for r in results)
+    # Group "a": warm-up and one timed call per implementation, then three turns; then "b".
+    a = [("a", "fastcalc numpy"), ("a", "other"), ("a", "third")]
+    calibration = [call for pair in a for call in (pair, pair)]
+    assert log == calibration + a * 3 + [("b", "fastcalc numpy")] * 5
+
+
 def test_bench_covers_convolution(capsys):
     assert cli.main(["bench", "--kernels", "correlate2d", "--image-sizes", "40",
                      "--kernel-sizes", "3", "--dtype", "float64", "--repeat", "1",
