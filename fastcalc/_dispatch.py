@@ -47,8 +47,9 @@ _lock = threading.Lock()
 _modules: dict[tuple[str, str], object] = {}
 _unavailable: dict[tuple[str, str], str] = {}
 _kernels: dict[tuple[str, str, str], object] = {}
-# The order "auto" tries for every kernel family that has a Cython version
-# (each public module states its own, from its benchmarks): get_num_threads.
+# The order "auto" tries in every family with a Cython kernel (activations,
+# convolution, rnn, fit; each public module declares its own): the backend
+# get_num_threads("auto") answers for.
 _THREADED_AUTO_ORDER = ("cython", "numba", "numpy")
 
 
