@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -616,13 +617,12 @@ def run(
     torch = _peer_torch()
     if torch is not None:
         torch.set_num_threads(_dispatch.thread_setting())
-    groups: dict[tuple[str, str, int], list[int]] = {}
-    for index, case in enumerate(cases):
-        groups.setdefault((case.kernel, case.dtype, case.size), []).append(index)
+    position = {id(case): index for index, case in enumerate(cases)}
     calls, samples = [0] * len(cases), [[] for _ in cases]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the naive peers overflow
-        for members in groups.values():
+        for group in _groups(cases).values():
+            members = [position[id(case)] for case in group]
             for index in members:
                 if progress is not None:
                     progress(index, len(cases), cases[index])
@@ -642,11 +642,14 @@ def run(
     return results
 
 
-def _groups(results: Iterable[Result]) -> dict[tuple[str, str, int], list[Result]]:
-    """``results`` by case, (kernel, dtype, size), in the order they were timed."""
-    groups: dict[tuple[str, str, int], list[Result]] = {}
-    for result in results:
-        groups.setdefault((result.kernel, result.dtype, result.size), []).append(result)
+_Grouped = TypeVar("_Grouped", "Case", "Result")
+
+
+def _groups(items: Iterable[_Grouped]) -> dict[tuple[str, str, int], list[_Grouped]]:
+    """Cases or results by group, (kernel, dtype, size), in their order."""
+    groups: dict[tuple[str, str, int], list[_Grouped]] = {}
+    for item in items:
+        groups.setdefault((item.kernel, item.dtype, item.size), []).append(item)
     return groups
 
 

@@ -116,13 +116,18 @@ def check_build_identifiers() -> None:
           f"cibuildwheel lists the intended Linux builds: {listed}")
 
 
-def check_no_compiler(sdist: Path, outdir: Path) -> None:
-    environment = {**os.environ, "CC": "/nonexistent/cc"}
+def build_wheel_with(compiler: str, sdist: Path, outdir: Path) -> tuple[int, str]:
+    """Build a wheel from ``sdist`` with ``CC=compiler``: the exit status and the output."""
     result = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", outdir,
-                             sdist], capture_output=True, text=True, env=environment,
-                            check=False)
-    check(result.returncode != 0 and "fastcalc: no working C compiler" in result.stdout
-          + result.stderr, "a build without a C compiler stops with fastcalc's message")
+                             sdist], capture_output=True, text=True,
+                            env={**os.environ, "CC": compiler}, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def check_no_compiler(sdist: Path, outdir: Path) -> None:
+    status, output = build_wheel_with("/nonexistent/cc", sdist, outdir)
+    check(status != 0 and "fastcalc: no working C compiler" in output,
+          "a build without a C compiler stops with fastcalc's message")
 
 
 def check_installed_wheel(wheel: Path, work: Path) -> Path:
@@ -159,13 +164,10 @@ def check_without_openmp(sdist: Path, python: Path, work: Path) -> None:
     compiler.write_text(COMPILER_WITHOUT_OPENMP.format(
         compiler=shlex.quote(shlex.split(sysconfig.get_config_var("CC") or "cc")[0])))
     compiler.chmod(0o755)
-    result = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir",
-                             work / "no-openmp", sdist], capture_output=True, text=True,
-                            env={**os.environ, "CC": str(compiler)}, check=False)
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
+    status, output = build_wheel_with(str(compiler), sdist, work / "no-openmp")
+    if status != 0:
         print(output)
-    check(result.returncode == 0 and "fastcalc: the compiler cannot build OpenMP" in output,
+    check(status == 0 and "fastcalc: the compiler cannot build OpenMP" in output,
           "a compiler without OpenMP builds the wheel, and the build says so")
     (wheel,) = (work / "no-openmp").glob("*.whl")
     run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", wheel])
