@@ -1,6 +1,11 @@
 """Helpers shared by the test modules: compiled implementations, memory layouts, threads."""
 
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numpy as np
 
@@ -80,3 +85,49 @@ def assert_gradients_pass_check_grad(loss, arrays, gradients, tolerance):
                                     lambda point, gradient=gradient: gradient.ravel(),
                                     array.ravel())
         assert error < tolerance, f"{name}: relative error {error:.2e}"
+
+
+def assert_interrupted(setup, call, timeout=120):
+    """``call`` (Python source), run after ``setup`` in a fresh interpreter, honours SIGINT.
+
+    The child runs ``call`` once to warm up (compilation is not what is
+    interrupted), says so, and runs it again; SIGINT is sent 0.5 s later.
+    The child must raise KeyboardInterrupt from that call, then run ``call``
+    once more to completion (the process is still sane).  ``call`` must take
+    several seconds, so that an interrupt taken only at its end is caught.
+    Returns the seconds from SIGINT to the child's report of the
+    KeyboardInterrupt (benchmarks report it; tests do not assert a wall time).
+    """
+    body = textwrap.indent(textwrap.dedent(call).strip(), "    ")
+    code = textwrap.dedent(setup) + f"""
+import sys
+def call():
+{body}
+call()
+print("ready", flush=True)
+try:
+    call()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+else:
+    print("finished", flush=True)
+    sys.exit(3)
+call()
+print("sane", flush=True)
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        ready = child.stdout.readline().strip()
+        assert ready == "ready", f"{ready}\n{child.stderr.read() if ready == '' else ''}"
+        time.sleep(0.5)
+        sent = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        reaction = child.stdout.readline().strip()
+        latency = time.perf_counter() - sent
+        output, errors = child.communicate(timeout=timeout)
+    finally:
+        child.kill()
+    assert reaction == "interrupted", f"{reaction}: {errors}"
+    assert child.returncode == 0 and output.split() == ["sane"], f"{output}\n{errors}"
+    return latency
