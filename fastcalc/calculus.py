@@ -84,7 +84,7 @@ def _result_dtype(**values) -> tuple[np.dtype, np.dtype]:
 
 
 def _method(method: str, choices) -> str:
-    if method not in choices:
+    if not isinstance(method, str) or method not in choices:
         raise ValueError(f"method must be one of {', '.join(map(repr, choices))}, got {method!r}")
     return method
 
