@@ -10,7 +10,8 @@ the case that caused it and a reproducer, instead of killing the test run.
 
 CI runs ``FUZZ_BATCHES`` batches (default 6) of ``FUZZ_CASES`` cases (default
 120) from a fixed seed; set ``FUZZ_BATCHES`` higher and ``FUZZ_SEED`` to
-explore further.
+explore further.  hypothesis draws its simplest batch first (one trivial case
+repeated): a smoke test; the others are random.
 """
 
 import json
