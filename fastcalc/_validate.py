@@ -68,7 +68,8 @@ def finish(operands: Elementwise):
     """What an elementwise public function returns, once its kernel ran."""
     _, target, result, copy_back, scalar = operands
     if copy_back is not None:
-        np.copyto(result, target.reshape(result.shape, order=copy_back), casting="unsafe")
+        buffer = result if type(result) is np.ndarray else result.view(np.ndarray)
+        np.copyto(buffer, target.reshape(result.shape, order=copy_back), casting="unsafe")
     return result[()] if scalar else result
 
 
@@ -113,15 +114,20 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
         return (source, np.empty_like(source), result, order, array.ndim == 0)
 
     check_out(out, array.shape, result_dtype)
+    # An ndarray subclass (np.memmap, np.ma.MaskedArray, np.matrix, ...) is
+    # written through a plain ndarray view of its buffer and returned itself,
+    # as numpy's ufuncs do: kernels see plain arrays only (Numba refuses
+    # some subclasses, a matrix cannot be flattened to 1-D).
+    out_buffer = out if type(out) is np.ndarray else out.view(np.ndarray)
     direct = (
         out.dtype == compute  # also excludes non-native byte order and float16
         and (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
     )
     if not direct:
-        if np.may_share_memory(source, out):
+        if np.may_share_memory(source, out_buffer):
             source = source.copy()
         return (source, np.empty_like(source), out, order, False)
-    target = out.reshape(-1, order=order)
+    target = out_buffer.reshape(-1, order=order)
     if np.may_share_memory(source, target):
         if _same_buffer(source, target):
             return (target, target, out, None, False)
