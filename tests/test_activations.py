@@ -165,6 +165,66 @@ def test_every_layout_gives_the_same_answer_and_keeps_the_input(backend, name):
         assert_matches(result, expected)
 
 
+def read_only_arrays(values, directory):
+    """``{source: array}``: ``values`` read-only in the three ways a user gets such arrays."""
+    flagged = values.copy()
+    flagged.flags.writeable = False
+    np.save(directory / "values.npy", values)
+    return {"writeable=False": flagged,
+            "np.load(mmap_mode='r')": np.load(directory / "values.npy", mmap_mode="r"),
+            "np.frombuffer(bytes)": np.frombuffer(values.tobytes(), dtype=values.dtype)}
+
+
+@pytest.mark.parametrize("size", [1000, 300_000], ids=["serial", "threaded"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_input_works_and_is_kept(backend, size, dtype, tmp_path):
+    """Numba typed its parallel kernel's in-place branch for a read-only input, and failed."""
+    fastcalc.set_num_threads(2)
+    values = np.random.default_rng(6).standard_normal(size).astype(dtype) * 10
+    expected = {kernel: np.empty_like(values) for kernel in KERNELS}
+    for kernel, result in expected.items():
+        getattr(reference, kernel)(values, result, 1)
+    for source, x in read_only_arrays(values, tmp_path).items():
+        assert_matches(fastcalc.sigmoid(x, backend=backend), expected["sigmoid"])
+        assert_matches(fastcalc.sigmoid_derivative(x, backend=backend),
+                       expected["sigmoid_derivative"])
+        assert_matches(fastcalc.sigmoid_derivative(x, from_output=True, backend=backend),
+                       expected["sigmoid_derivative_from_output"])
+        np.testing.assert_array_equal(x, values, err_msg=f"{source} input was changed")
+
+
+class Subclass(np.ndarray):
+    pass
+
+
+OUT_SUBCLASSES = {
+    "subclass": lambda shape, path: np.empty(shape).view(Subclass),
+    "np.memmap": lambda shape, path: np.memmap(path / "out.bin", np.float64, "w+", shape=shape),
+    "np.ma.MaskedArray": lambda shape, path: np.ma.masked_array(np.empty(shape)),
+    "np.matrix": lambda shape, path: np.asmatrix(np.empty(shape)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("shape", [(3, 4), (2, 100_000)], ids=["serial", "threaded"])
+@pytest.mark.parametrize("kind", sorted(OUT_SUBCLASSES))
+def test_out_may_be_an_ndarray_subclass_as_with_ufuncs(backend, kind, shape, tmp_path):
+    """A subclass ``out`` is written and returned, as by numpy's ufuncs, on every backend (Numba
+    refused a MaskedArray; Cython a matrix, which does not flatten to 1-D)."""
+    fastcalc.set_num_threads(2)
+    x = np.random.default_rng(7).standard_normal(shape) * 10
+    out = OUT_SUBCLASSES[kind](shape, tmp_path)
+    assert fastcalc.sigmoid_derivative(x, out, backend=backend) is out
+    np.testing.assert_allclose(np.asarray(out), true_derivative(x), rtol=1e-13)
+    out = OUT_SUBCLASSES[kind](shape, tmp_path)
+    out[...] = x
+    assert fastcalc.sigmoid(out, out, backend=backend) is out  # in place
+    np.testing.assert_allclose(np.asarray(out), true_sigmoid(x), rtol=1e-14)
+    out = OUT_SUBCLASSES[kind](shape[::-1], tmp_path).T  # a Fortran-ordered subclass
+    assert fastcalc.sigmoid(x, out, backend=backend) is out
+    np.testing.assert_allclose(np.asarray(out), true_sigmoid(x), rtol=1e-14)
+
+
 class TestOut:
     def test_out_is_returned_and_filled(self, backend):
         x = np.linspace(-3, 3, 12).reshape(3, 4)
