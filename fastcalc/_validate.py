@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise", "finish"]
+__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise", "finish",
+           "same_buffer"]
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -73,7 +74,7 @@ def finish(operands: Elementwise):
     return result[()] if scalar else result
 
 
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+def same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     """True if ``a`` and ``b`` view exactly the same elements in the same order."""
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
@@ -129,7 +130,7 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
         return (source, np.empty_like(source), out, order, False)
     target = out_buffer.reshape(-1, order=order)
     if np.may_share_memory(source, target):
-        if _same_buffer(source, target):
+        if same_buffer(source, target):
             return (target, target, out, None, False)
         source = source.copy()
     return (source, target, out, None, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _validate
+from fastcalc import _dispatch, _slices, _validate
 
 __all__ = ["sigmoid", "sigmoid_derivative"]
 
@@ -13,12 +13,55 @@ __all__ = ["sigmoid", "sigmoid_derivative"]
 # 2-core AVX-512 machine (see the README's results table).
 _AUTO_ORDER = ("cython", "numba", "numpy")
 
+# A generous estimate of one element's time on the slowest path (the numpy
+# backend, with a dtype conversion on the way in and out): calls estimated
+# above two slices of _slices.SLICE_SECONDS run in slices, so that Ctrl-C is
+# honoured; smaller ones (about 10**7 elements) pay one comparison.
+_SECONDS_PER_ELEMENT = 2e-8
+_SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
+
 
 def _run(name: str, x, out, backend):
-    operands = _validate.elementwise(x, out)
     kernel = _dispatch.kernel("activations", name, backend, _AUTO_ORDER)
+    if isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
+        return _run_in_slices(kernel, x, out)
+    return _run_whole(kernel, x, out)
+
+
+def _run_whole(kernel, x, out):
+    operands = _validate.elementwise(x, out)
     kernel(operands[0], operands[1], _dispatch.kernel_threads())
     return _validate.finish(operands)
+
+
+def _run_in_slices(kernel, x: np.ndarray, out):
+    """:func:`_run_whole` over consecutive slices of ``x`` and ``out``, in memory order.
+
+    Each slice is validated, converted and computed on its own, so the copies
+    a dtype, byte order or layout needs are sliced too (and their temporaries
+    bounded by a slice).  Elementwise kernels give every element the same
+    result wherever a slice falls.
+    """
+    array = np.asarray(x)  # a subclass is read through a plain view
+    _, result_dtype = _validate.compute_dtype(array.dtype, "x")
+    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    if out is None:
+        result = target = np.empty(array.shape, dtype=result_dtype, order=order)
+    else:
+        _validate.check_out(out, array.shape, result_dtype)
+        result, target = out, np.asarray(out)
+        if np.may_share_memory(array, target) and not _validate.same_buffer(array, target):
+            array = array.copy()  # a slice of out would overwrite elements not read yet
+    # Slices run along the axis outermost in memory; both arrays contiguous
+    # (the usual large case), along their elements.
+    source, target = (array, target) if order == "C" else (array.T, target.T)
+    if source.flags.c_contiguous and target.flags.c_contiguous:
+        source, target = source.reshape(-1), target.reshape(-1)
+    items = len(source)
+    _slices.run_in_slices(
+        lambda start, stop: _run_whole(kernel, source[start:stop], target[start:stop]),
+        items, _SECONDS_PER_ELEMENT * array.size / items)
+    return result
 
 
 def sigmoid(x: ArrayLike, out: np.ndarray | None = None, *, backend: str | None = None):

@@ -5,13 +5,14 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import kernel_modules, layouts, run_concurrently
+from helpers import assert_interrupted, kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit
 
 import fastcalc
+from fastcalc import _dispatch, activations
 from fastcalc.reference import activations as reference
 
 KERNELS = ("sigmoid", "sigmoid_derivative", "sigmoid_derivative_from_output")
@@ -335,3 +336,79 @@ def test_one_and_two_threads_agree(backend):
     one = fastcalc.sigmoid(x, backend=backend)
     fastcalc.set_num_threads(2)
     np.testing.assert_array_equal(fastcalc.sigmoid(x, backend=backend), one)
+
+
+def slice_small_calls(monkeypatch):
+    """Make calls of a few thousand elements run in slices of a few hundred; count the slices."""
+    monkeypatch.setattr(activations, "_SLICED_FROM", 2000)
+    monkeypatch.setattr(activations, "_SECONDS_PER_ELEMENT", 2e-4)  # first slice: 500 elements
+    calls = []
+    kernel = _dispatch.kernel
+
+    def counting_kernel(*args):
+        found = kernel(*args)
+
+        def count(x, out, num_threads):
+            calls.append(x.size)
+            found(x, out, num_threads)
+        return count
+
+    monkeypatch.setattr(_dispatch, "kernel", counting_kernel)
+    return calls
+
+
+@pytest.mark.parametrize("out_kind", ["none", "out", "in place", "reversed alias", "subclass"])
+def test_calls_in_slices_equal_whole_calls_bit_for_bit(backend, out_kind, monkeypatch):
+    """Long calls run in slices (so that Ctrl-C is honoured between two): same bits, any layout."""
+    base = np.random.default_rng(8).standard_normal((60, 50)) * 10
+    for label, x in layouts(base).items():
+        if out_kind in ("in place", "reversed alias") and not x.flags.writeable:
+            continue
+        make_out = {"none": lambda x: None,
+                    "out": lambda x: np.empty(x.shape, x.dtype.newbyteorder("=")),
+                    "in place": lambda x: x,
+                    "reversed alias": lambda x: x[::-1],
+                    "subclass": lambda x: np.empty(x.shape, x.dtype).view(Subclass)}[out_kind]
+        whole_input = x.copy(order="K")
+        whole = fastcalc.sigmoid_derivative(whole_input, make_out(whole_input), backend=backend)
+        with monkeypatch.context() as patch:
+            calls = slice_small_calls(patch)
+            sliced = fastcalc.sigmoid_derivative(x, make_out(x), backend=backend)
+        assert len(calls) > 1 and sum(calls) == x.size, (label, calls)
+        assert sliced.dtype == whole.dtype and sliced.shape == whole.shape, label
+        np.testing.assert_array_equal(np.asarray(sliced), np.asarray(whole), err_msg=label)
+
+
+def test_small_calls_run_whole(backend, monkeypatch):
+    calls = []
+    kernel = _dispatch.kernel
+    monkeypatch.setattr(_dispatch, "kernel", lambda *args: lambda x, out, threads: (
+        calls.append(x.size), kernel(*args)(x, out, threads)))
+    fastcalc.sigmoid(np.zeros(activations._SLICED_FROM - 1, np.float32), backend=backend)
+    assert calls == [activations._SLICED_FROM - 1]
+
+
+# 2**26 float16 elements (128 MiB of out), read through a stride of 0 from one element: every
+# slice converts to float32 and back, which takes seconds on every backend.
+LONG_CALL_SETUP = """
+import numpy as np, fastcalc
+x = np.broadcast_to(np.float16(0.5), (2**26,))
+out = np.empty(2**26, np.float16)
+"""
+
+
+@pytest.mark.parametrize("kernel", ["sigmoid", "sigmoid_derivative"])
+def test_a_long_call_honours_ctrl_c(backend, kernel):
+    latency = assert_interrupted(LONG_CALL_SETUP,
+                                 f"fastcalc.{kernel}(x, out, backend={backend!r})")
+    print(f"{backend} {kernel}: KeyboardInterrupt {latency:.3f} s after SIGINT")
+
+
+def test_a_long_contiguous_call_honours_ctrl_c():
+    """No copy at all, the slices are views: 2**27 float64 elements in place (1 GiB) take
+    seconds on the numpy backend (the compiled ones finish in a fraction of a second)."""
+    latency = assert_interrupted("""
+import numpy as np, fastcalc
+x = np.zeros(2**27)
+""", "fastcalc.sigmoid_derivative(x, x, backend='numpy')")
+    print(f"numpy in place: KeyboardInterrupt {latency:.3f} s after SIGINT")
