@@ -21,21 +21,20 @@ _SECONDS_PER_ELEMENT = 2e-8
 _SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
 
 
-def _run(name: str, x, out, backend):
+def _run(name: str, x, out, backend, sliceable: bool = True):
     kernel = _dispatch.kernel("activations", name, backend, _AUTO_ORDER)
-    if isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
-        return _run_in_slices(kernel, x, out)
-    return _run_whole(kernel, x, out)
-
-
-def _run_whole(kernel, x, out):
-    operands = _validate.elementwise(x, out)
+    operands = _validate.elementwise_fast(x, out)
+    # Small calls pay one comparison; large ones are sliced before any copy.
+    if operands is None or (sliceable and operands[0].size >= _SLICED_FROM):
+        if sliceable and isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
+            return _run_in_slices(name, x, out, backend)
+        operands = _validate.elementwise(x, out)
     kernel(operands[0], operands[1], _dispatch.kernel_threads())
     return _validate.finish(operands)
 
 
-def _run_in_slices(kernel, x: np.ndarray, out):
-    """:func:`_run_whole` over consecutive slices of ``x`` and ``out``, in memory order.
+def _run_in_slices(name: str, x: np.ndarray, out, backend):
+    """:func:`_run` over consecutive slices of ``x`` and ``out``, in memory order.
 
     Each slice is validated, converted and computed on its own, so the copies
     a dtype, byte order or layout needs are sliced too (and their temporaries
@@ -59,7 +58,8 @@ def _run_in_slices(kernel, x: np.ndarray, out):
         source, target = source.reshape(-1), target.reshape(-1)
     items = len(source)
     _slices.run_in_slices(
-        lambda start, stop: _run_whole(kernel, source[start:stop], target[start:stop]),
+        lambda start, stop: _run(name, source[start:stop], target[start:stop], backend,
+                                 sliceable=False),
         items, _SECONDS_PER_ELEMENT * array.size / items)
     return result
 
