@@ -13,27 +13,33 @@ __all__ = ["sigmoid", "sigmoid_derivative"]
 # 2-core AVX-512 machine (see the README's results table).
 _AUTO_ORDER = ("cython", "numba", "numpy")
 
-# A generous estimate of one element's time on the slowest path (the numpy
-# backend, with a dtype conversion on the way in and out): calls estimated
-# above two slices of _slices.SLICE_SECONDS run in slices, so that Ctrl-C is
-# honoured; smaller ones (about 10**7 elements) pay one comparison.
+# Generous estimates of one element's time: on the numpy backend, or with a
+# dtype, byte-order or layout conversion on the way in and out (the slowest
+# paths); and in a compiled kernel on one thread.  A call estimated above two
+# slices of _slices.SLICE_SECONDS runs in slices, so that Ctrl-C is honoured;
+# below _SLICED_FROM elements (10**7) a call pays one comparison.
 _SECONDS_PER_ELEMENT = 2e-8
+_SECONDS_PER_ELEMENT_COMPILED = 4e-9
 _SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
+_REFERENCE = "fastcalc.reference.activations"
 
 
 def _run(name: str, x, out, backend, sliceable: bool = True):
     kernel = _dispatch.kernel("activations", name, backend, _AUTO_ORDER)
     operands = _validate.elementwise_fast(x, out)
-    # Small calls pay one comparison; large ones are sliced before any copy.
     if operands is None or (sliceable and operands[0].size >= _SLICED_FROM):
         if sliceable and isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
-            return _run_in_slices(name, x, out, backend)
+            # Large: sliced before any copy.  No conversion and a compiled
+            # kernel: faster, so larger slices.
+            compiled = operands is not None and kernel.__module__ != _REFERENCE
+            seconds = _SECONDS_PER_ELEMENT_COMPILED if compiled else _SECONDS_PER_ELEMENT
+            return _run_in_slices(name, x, out, backend, seconds)
         operands = _validate.elementwise(x, out)
     kernel(operands[0], operands[1], _dispatch.kernel_threads())
     return _validate.finish(operands)
 
 
-def _run_in_slices(name: str, x: np.ndarray, out, backend):
+def _run_in_slices(name: str, x: np.ndarray, out, backend, seconds_per_element: float):
     """:func:`_run` over consecutive slices of ``x`` and ``out``, in memory order.
 
     Each slice is validated, converted and computed on its own, so the copies
@@ -60,7 +66,7 @@ def _run_in_slices(name: str, x: np.ndarray, out, backend):
     _slices.run_in_slices(
         lambda start, stop: _run(name, source[start:stop], target[start:stop], backend,
                                  sliceable=False),
-        items, _SECONDS_PER_ELEMENT * array.size / items)
+        items, seconds_per_element * array.size / items)
     return result
 
 
@@ -108,10 +114,11 @@ def sigmoid(x: ArrayLike, out: np.ndarray | None = None, *, backend: str | None 
     (``np.load(..., mmap_mode="r")``, ``np.frombuffer``) and is never
     modified unless it is ``out``.
 
-    Arrays of 10**7 elements and more run in consecutive slices of about
-    0.1 s (conversions and copies included), so that Ctrl-C raises
-    KeyboardInterrupt within a fraction of a second on every backend; the
-    result is the same bit for bit.
+    Calls estimated to take more than about 0.2 s (10**7 elements on the
+    numpy backend or when ``x`` or ``out`` needs a conversion, 5 * 10**7 on
+    the compiled backends) run in consecutive slices of about 0.1 s, copies
+    included, so that Ctrl-C raises KeyboardInterrupt within a fraction of a
+    second on every backend; the result is the same bit for bit.
 
     Examples
     --------
