@@ -144,7 +144,7 @@ def _module(backend: str, family: str):
     with _lock:
         try:
             module = _import_backend(backend, family)
-        except ImportError as error:
+        except (ImportError, OSError) as error:  # not installed, or its files unusable
             _unavailable[key] = _explain(backend, error)
             raise RuntimeError(
                 f"backend {backend!r} is not available: {_unavailable[key]}"
@@ -163,9 +163,11 @@ def _first_available(order: tuple[str, ...], family: str) -> tuple[str, object]:
     raise RuntimeError(f"none of the backends {order} is available")
 
 
-def _explain(backend: str, error: ImportError) -> str:
-    if backend == "numba":
+def _explain(backend: str, error: ImportError | OSError) -> str:
+    if backend == "numba" and isinstance(error, ImportError):
         return f"Numba cannot be imported ({error}); install it with `pip install numba`"
+    if isinstance(error, OSError):
+        return f"its kernels cannot be loaded ({type(error).__name__}: {error})"
     return str(error)
 
 

@@ -78,13 +78,16 @@ def test_backend_keyword_overrides_the_context(monkeypatch):
     assert calls == ["numpy"]
 
 
+@pytest.mark.parametrize("error", [ImportError, OSError])
 @pytest.mark.parametrize("missing", ["cython", "numba"])
-def test_auto_falls_back_when_a_backend_is_missing(monkeypatch, fresh_registry, missing):
+def test_auto_falls_back_when_a_backend_is_missing(monkeypatch, fresh_registry, missing, error):
+    """Not installed (ImportError), or failing on the disk as it loads (OSError: Numba's cache
+    once raised FileNotFoundError, and gradient_descent under auto did not fall back)."""
     real_import = _dispatch._import_backend
 
     def failing_import(backend, family):
         if backend == missing:
-            raise ImportError(f"simulated: {missing} is not installed")
+            raise error(f"simulated: {missing} is not installed")
         return real_import(backend, family)
 
     monkeypatch.setattr(_dispatch, "_import_backend", failing_import)

@@ -31,7 +31,7 @@ def _compile_in_memory() -> None:
     enable_caching = Dispatcher.enable_caching
 
     def enable_caching_unless_fastcalc(self):
-        if not self.py_func.__module__.startswith("fastcalc."):
+        if not (self.py_func.__module__ or "").startswith("fastcalc."):
             enable_caching(self)
 
     Dispatcher.enable_caching = enable_caching_unless_fastcalc
