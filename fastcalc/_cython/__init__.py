@@ -44,6 +44,17 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str], ModuleType] = {}
 
 
+def _new_lock() -> None:
+    # A load another thread of the parent was in at fork time never ends in the
+    # child: its lock would stay held forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock)
+
+
 @functools.cache
 def _cpu_isas() -> tuple[str, ...]:
     """The ISAS this CPU can run, ascending (baseline only if features are unknown)."""
