@@ -20,10 +20,12 @@ import contextvars
 import importlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 
 __all__ = [
     "BACKENDS",
+    "MAX_KERNEL_THREADS",
     "available_backends",
     "backend_status",
     "get_backend",
@@ -142,7 +144,7 @@ def _module(backend: str, family: str):
     with _lock:
         try:
             module = _import_backend(backend, family)
-        except ImportError as error:
+        except (ImportError, OSError) as error:  # not installed, or its files unusable
             _unavailable[key] = _explain(backend, error)
             raise RuntimeError(
                 f"backend {backend!r} is not available: {_unavailable[key]}"
@@ -161,9 +163,11 @@ def _first_available(order: tuple[str, ...], family: str) -> tuple[str, object]:
     raise RuntimeError(f"none of the backends {order} is available")
 
 
-def _explain(backend: str, error: ImportError) -> str:
-    if backend == "numba":
+def _explain(backend: str, error: ImportError | OSError) -> str:
+    if backend == "numba" and isinstance(error, ImportError):
         return f"Numba cannot be imported ({error}); install it with `pip install numba`"
+    if isinstance(error, OSError):
+        return f"its kernels cannot be loaded ({type(error).__name__}: {error})"
     return str(error)
 
 
@@ -223,8 +227,27 @@ def _default_num_threads() -> int:
         return os.cpu_count() or 1
 
 
+# The most threads a kernel is handed, whatever set_num_threads asked for:
+# more can be asked (as PyTorch allows), but past this many every machine
+# fastcalc runs on is oversubscribed, and each thread reserves a stack, so a
+# count like 2**31 could never start (nor fit the C int of the kernels).
+MAX_KERNEL_THREADS = max(256, os.cpu_count() or 1)
+
 _num_threads = _default_num_threads()
+# What kernel_threads hands the kernels: _num_threads capped, kept here
+# because it is read on every call.
+_kernel_thread_count = min(_num_threads, MAX_KERNEL_THREADS)
 _threads_used = False
+# True in a process forked from one whose kernels had already run: GNU OpenMP
+# cannot start threads there, so its kernels run on one thread.
+_forked_after_threads = False
+_fork_warned = False
+_FORKED_WARNING = (
+    "fastcalc: this process was forked from one that had already run fastcalc's kernels; "
+    "GNU OpenMP cannot start threads in such a process (it hangs or aborts), so the kernels "
+    "stay on one thread here.  Start worker processes with the 'spawn' or 'forkserver' "
+    "method (multiprocessing.get_context) to run them on threads."
+)
 
 
 def set_num_threads(n: int) -> None:
@@ -234,18 +257,35 @@ def set_num_threads(n: int) -> None:
     ----------
     n : int
         At least 1.  The default is every core this process may run on.
-        Numba cannot start more threads than ``NUMBA_NUM_THREADS`` (its
-        default: the number of cores); larger values are capped there.
+        Any count is accepted and kept (:func:`thread_setting` returns it),
+        but a kernel starts at most ``MAX_KERNEL_THREADS`` (256, or the
+        machine's CPU count if larger) threads, and Numba at most
+        ``NUMBA_NUM_THREADS`` (its default: the number of cores).
 
     Raises
     ------
     ValueError
         If ``n`` is not an integer >= 1.
+
+    Warns
+    -----
+    RuntimeWarning
+        Once, when ``n > 1`` in a process forked from one that had already run
+        fastcalc's kernels: GNU OpenMP cannot start threads there (it hangs or
+        aborts the process), so the kernels stay on one thread, as PyTorch's
+        do.  Processes started with ``"spawn"`` or ``"forkserver"`` have no
+        such limit.
     """
-    global _num_threads
+    global _num_threads, _kernel_thread_count, _fork_warned
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     _num_threads = n
+    if _forked_after_threads:
+        if n > 1 and not _fork_warned:
+            _fork_warned = True
+            warnings.warn(_FORKED_WARNING, RuntimeWarning, stacklevel=2)
+        return
+    _kernel_thread_count = min(n, MAX_KERNEL_THREADS)
 
 
 def get_num_threads(backend: str | None = None) -> int:
@@ -262,12 +302,14 @@ def get_num_threads(backend: str | None = None) -> int:
     Returns
     -------
     int
-        The count of :func:`set_num_threads` (initially every usable core),
-        except: 1 for ``"numpy"`` (the reference kernels are serial numpy
-        code; numpy's BLAS may use threads of its own, which fastcalc does
-        not control); at most ``NUMBA_NUM_THREADS`` for ``"numba"``; and 1
-        for ``"cython"`` when its kernels were compiled without OpenMP (the
-        macOS wheels are): they then run single-threaded.
+        The count of :func:`set_num_threads` (initially every usable core)
+        up to ``MAX_KERNEL_THREADS``; 1 in a process forked from one that had
+        already run fastcalc's kernels (see :func:`set_num_threads`); 1 for
+        ``"numpy"`` (the reference kernels are serial numpy code; numpy's
+        BLAS may use threads of its own, which fastcalc does not control); at
+        most ``NUMBA_NUM_THREADS`` for ``"numba"``; and 1 for ``"cython"``
+        when its kernels were compiled without OpenMP (the macOS wheels are):
+        they then run single-threaded.
 
     Raises
     ------
@@ -292,12 +334,12 @@ def get_num_threads(backend: str | None = None) -> int:
     if name == "numba":
         import numba
 
-        return min(_num_threads, numba.config.NUMBA_NUM_THREADS)
-    return _num_threads
+        return min(_kernel_thread_count, numba.config.NUMBA_NUM_THREADS)
+    return _kernel_thread_count
 
 
 def thread_setting() -> int:
-    """The count of :func:`set_num_threads`: the most threads any kernel starts."""
+    """The count of :func:`set_num_threads` (kernels start at most ``MAX_KERNEL_THREADS``)."""
     return _num_threads
 
 
@@ -305,16 +347,20 @@ def kernel_threads() -> int:
     """The thread count to hand a kernel now; records that threads may start."""
     global _threads_used
     _threads_used = True
-    return _num_threads
+    return _kernel_thread_count
 
 
 def _after_fork_in_child() -> None:
     # GNU OpenMP cannot start threads in a process forked from one that already
-    # used its thread pool (Numba's omp layer terminates the child).  Like
-    # PyTorch, a forked child of such a process runs the kernels on one thread.
-    global _num_threads
+    # used its thread pool (it deadlocks; Numba's omp layer terminates the
+    # child).  Like PyTorch, a forked child of such a process runs the kernels
+    # on one thread.  A lock some other thread of the parent held at the fork
+    # stays held forever in the child: start with a fresh one.
+    global _forked_after_threads, _kernel_thread_count, _lock
+    _lock = threading.Lock()
     if _threads_used:
-        _num_threads = 1
+        _forked_after_threads = True
+        _kernel_thread_count = 1
 
 
 if hasattr(os, "register_at_fork"):

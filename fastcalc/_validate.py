@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise", "finish"]
+__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise",
+           "elementwise_fast", "finish", "same_buffer"]
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
@@ -68,11 +69,12 @@ def finish(operands: Elementwise):
     """What an elementwise public function returns, once its kernel ran."""
     _, target, result, copy_back, scalar = operands
     if copy_back is not None:
-        np.copyto(result, target.reshape(result.shape, order=copy_back), casting="unsafe")
+        buffer = result if type(result) is np.ndarray else result.view(np.ndarray)
+        np.copyto(buffer, target.reshape(result.shape, order=copy_back), casting="unsafe")
     return result[()] if scalar else result
 
 
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+def same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     """True if ``a`` and ``b`` view exactly the same elements in the same order."""
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
@@ -80,27 +82,39 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def elementwise(x, out, name: str = "x") -> Elementwise:
-    """Validate ``x`` and ``out`` of an elementwise (same-shape) operation."""
-    array = x if type(x) is np.ndarray else np.asarray(x)
-    dtype = array.dtype
-    if dtype is _FLOAT64 or dtype is _FLOAT32:  # the common case, checked fast
-        compute = result_dtype = dtype
-    else:
-        compute, result_dtype = compute_dtype(dtype, name)
-    flags = array.flags
-    if flags.c_contiguous and array.ndim == 1 and compute is dtype:
-        # The hot path of small calls, with or without out=: no reshapes.
+def elementwise_fast(x, out) -> Elementwise | None:
+    """The operands of the common case, checked fast; None if :func:`elementwise` must decide.
+
+    The common case is the hot path of small calls: ``x`` a 1-D C-contiguous
+    float32 or float64 ndarray, ``out`` None, ``x`` itself or a separate plain
+    ndarray like it.  It needs no conversion and no copy.
+    """
+    if type(x) is not np.ndarray:
+        return None
+    dtype = x.dtype
+    if (dtype is _FLOAT64 or dtype is _FLOAT32) and x.ndim == 1 and x.flags.c_contiguous:
         if out is None:
-            result = np.empty_like(array)
-            return (array, result, result, None, False)
-        if type(out) is np.ndarray and out.dtype is dtype and out.shape == array.shape:
+            result = np.empty_like(x)
+            return (x, result, result, None, False)
+        if type(out) is np.ndarray and out.dtype is dtype and out.shape == x.shape:
             out_flags = out.flags
             if out_flags.c_contiguous and out_flags.writeable:
-                if out is array:
-                    return (array, array, out, None, False)
-                if not np.may_share_memory(array, out):
-                    return (array, out, out, None, False)
+                if out is x:
+                    return (x, x, out, None, False)
+                if not np.may_share_memory(x, out):
+                    return (x, out, out, None, False)
+    return None
+
+
+def elementwise(x, out, name: str = "x") -> Elementwise:
+    """Validate ``x`` and ``out`` of an elementwise (same-shape) operation."""
+    operands = elementwise_fast(x, out)
+    if operands is not None:
+        return operands
+    array = x if type(x) is np.ndarray else np.asarray(x)
+    dtype = array.dtype
+    compute, result_dtype = compute_dtype(dtype, name)
+    flags = array.flags
 
     # An elementwise kernel can run over any contiguous buffer in memory order:
     # Fortran-ordered input needs no copy.
@@ -113,17 +127,22 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
         return (source, np.empty_like(source), result, order, array.ndim == 0)
 
     check_out(out, array.shape, result_dtype)
+    # An ndarray subclass (np.memmap, np.ma.MaskedArray, np.matrix, ...) is
+    # written through a plain ndarray view of its buffer and returned itself,
+    # as numpy's ufuncs do: kernels see plain arrays only (Numba refuses
+    # some subclasses, a matrix cannot be flattened to 1-D).
+    out_buffer = out if type(out) is np.ndarray else out.view(np.ndarray)
     direct = (
         out.dtype == compute  # also excludes non-native byte order and float16
         and (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous)
     )
     if not direct:
-        if np.may_share_memory(source, out):
+        if np.may_share_memory(source, out_buffer):
             source = source.copy()
         return (source, np.empty_like(source), out, order, False)
-    target = out.reshape(-1, order=order)
+    target = out_buffer.reshape(-1, order=order)
     if np.may_share_memory(source, target):
-        if _same_buffer(source, target):
+        if same_buffer(source, target):
             return (target, target, out, None, False)
         source = source.copy()
     return (source, target, out, None, False)

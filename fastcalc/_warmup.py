@@ -11,7 +11,8 @@ shows the warm times: each line is then a load from the cache.
 
 The cache lives where Numba puts it: next to the installed modules when
 their directory is writable, else in the user's cache directory, or in
-``NUMBA_CACHE_DIR`` when that is set.
+``NUMBA_CACHE_DIR`` when that is set.  When none is writable, warmup
+compiles nothing, says it cached nothing and fails (exit status 1).
 
 Not warmed: ``gradient_descent``'s kernels, compiled around each user's
 ``grad`` (and never cached, see :mod:`fastcalc._numba.optim`).
@@ -93,11 +94,19 @@ def warmup(dtypes=DTYPES, stream: TextIO | None = None) -> dict[tuple[str, str],
     Raises
     ------
     RuntimeError
-        The numba backend is not available here (the message says why).
+        The numba backend is not available here (the message says why), or
+        Numba has no writable cache directory (nothing would be cached).
     """
     from fastcalc import _dispatch
 
     _dispatch.kernel("activations", "sigmoid", "numba", ())  # raises if Numba is missing
+    from fastcalc import _numba
+
+    if not _numba.DISK_CACHE:
+        raise RuntimeError(
+            "cached nothing: Numba finds no writable cache directory (the installed package, "
+            "the user's cache directory and NUMBA_CACHE_DIR are not writable); set "
+            "NUMBA_CACHE_DIR to a writable directory and run fastcalc warmup again")
     seconds = {}
     for dtype in dtypes:
         for name, call in _calls(dtype):

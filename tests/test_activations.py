@@ -1,17 +1,19 @@
 """sigmoid and sigmoid_derivative: accuracy, dtypes, layouts, out=, backends, threads."""
 
+import functools
 import re
 import warnings
 
 import numpy as np
 import pytest
-from helpers import kernel_modules, layouts, run_concurrently
+from helpers import assert_interrupted, kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit
 
 import fastcalc
+from fastcalc import _dispatch, activations
 from fastcalc.reference import activations as reference
 
 KERNELS = ("sigmoid", "sigmoid_derivative", "sigmoid_derivative_from_output")
@@ -165,6 +167,66 @@ def test_every_layout_gives_the_same_answer_and_keeps_the_input(backend, name):
         assert_matches(result, expected)
 
 
+def read_only_arrays(values, directory):
+    """``{source: array}``: ``values`` read-only in the three ways a user gets such arrays."""
+    flagged = values.copy()
+    flagged.flags.writeable = False
+    np.save(directory / "values.npy", values)
+    return {"writeable=False": flagged,
+            "np.load(mmap_mode='r')": np.load(directory / "values.npy", mmap_mode="r"),
+            "np.frombuffer(bytes)": np.frombuffer(values.tobytes(), dtype=values.dtype)}
+
+
+@pytest.mark.parametrize("size", [1000, 300_000], ids=["serial", "threaded"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_input_works_and_is_kept(backend, size, dtype, tmp_path):
+    """Numba typed its parallel kernel's in-place branch for a read-only input, and failed."""
+    fastcalc.set_num_threads(2)
+    values = np.random.default_rng(6).standard_normal(size).astype(dtype) * 10
+    expected = {kernel: np.empty_like(values) for kernel in KERNELS}
+    for kernel, result in expected.items():
+        getattr(reference, kernel)(values, result, 1)
+    for source, x in read_only_arrays(values, tmp_path).items():
+        assert_matches(fastcalc.sigmoid(x, backend=backend), expected["sigmoid"])
+        assert_matches(fastcalc.sigmoid_derivative(x, backend=backend),
+                       expected["sigmoid_derivative"])
+        assert_matches(fastcalc.sigmoid_derivative(x, from_output=True, backend=backend),
+                       expected["sigmoid_derivative_from_output"])
+        np.testing.assert_array_equal(x, values, err_msg=f"{source} input was changed")
+
+
+class Subclass(np.ndarray):
+    pass
+
+
+OUT_SUBCLASSES = {
+    "subclass": lambda shape, path: np.empty(shape).view(Subclass),
+    "np.memmap": lambda shape, path: np.memmap(path / "out.bin", np.float64, "w+", shape=shape),
+    "np.ma.MaskedArray": lambda shape, path: np.ma.masked_array(np.empty(shape)),
+    "np.matrix": lambda shape, path: np.asmatrix(np.empty(shape)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("shape", [(3, 4), (2, 100_000)], ids=["serial", "threaded"])
+@pytest.mark.parametrize("kind", sorted(OUT_SUBCLASSES))
+def test_out_may_be_an_ndarray_subclass_as_with_ufuncs(backend, kind, shape, tmp_path):
+    """A subclass ``out`` is written and returned, as by numpy's ufuncs, on every backend (Numba
+    refused a MaskedArray; Cython a matrix, which does not flatten to 1-D)."""
+    fastcalc.set_num_threads(2)
+    x = np.random.default_rng(7).standard_normal(shape) * 10
+    out = OUT_SUBCLASSES[kind](shape, tmp_path)
+    assert fastcalc.sigmoid_derivative(x, out, backend=backend) is out
+    np.testing.assert_allclose(np.asarray(out), true_derivative(x), rtol=1e-13)
+    out = OUT_SUBCLASSES[kind](shape, tmp_path)
+    out[...] = x
+    assert fastcalc.sigmoid(out, out, backend=backend) is out  # in place
+    np.testing.assert_allclose(np.asarray(out), true_sigmoid(x), rtol=1e-14)
+    out = OUT_SUBCLASSES[kind](shape[::-1], tmp_path).T  # a Fortran-ordered subclass
+    assert fastcalc.sigmoid(x, out, backend=backend) is out
+    np.testing.assert_allclose(np.asarray(out), true_sigmoid(x), rtol=1e-14)
+
+
 class TestOut:
     def test_out_is_returned_and_filled(self, backend):
         x = np.linspace(-3, 3, 12).reshape(3, 4)
@@ -275,3 +337,99 @@ def test_one_and_two_threads_agree(backend):
     one = fastcalc.sigmoid(x, backend=backend)
     fastcalc.set_num_threads(2)
     np.testing.assert_array_equal(fastcalc.sigmoid(x, backend=backend), one)
+
+
+def slice_small_calls(monkeypatch):
+    """Make calls of a few thousand elements run in slices of a few hundred; count the slices."""
+    monkeypatch.setattr(activations, "_SLICED_FROM", 2000)
+    for estimate in ("_SECONDS_PER_ELEMENT", "_SECONDS_PER_ELEMENT_COMPILED"):
+        monkeypatch.setattr(activations, estimate, 2e-4)  # first slice: 500 elements
+    calls = []
+    kernel = _dispatch.kernel
+
+    def counting_kernel(*args):
+        found = kernel(*args)
+
+        @functools.wraps(found)
+        def count(x, out, num_threads):
+            calls.append(x.size)
+            found(x, out, num_threads)
+        return count
+
+    monkeypatch.setattr(_dispatch, "kernel", counting_kernel)
+    return calls
+
+
+@pytest.mark.parametrize("out_kind", ["none", "out", "in place", "reversed alias", "subclass"])
+def test_calls_in_slices_equal_whole_calls_bit_for_bit(backend, out_kind, monkeypatch):
+    """Long calls run in slices (so that Ctrl-C is honoured between two): same bits, any layout."""
+    base = np.random.default_rng(8).standard_normal((60, 50)) * 10
+    for label, x in layouts(base).items():
+        if out_kind in ("in place", "reversed alias") and not x.flags.writeable:
+            continue
+        make_out = {"none": lambda x: None,
+                    "out": lambda x: np.empty(x.shape, x.dtype.newbyteorder("=")),
+                    "in place": lambda x: x,
+                    "reversed alias": lambda x: x[::-1],
+                    "subclass": lambda x: np.empty(x.shape, x.dtype).view(Subclass)}[out_kind]
+        whole_input = x.copy(order="K")
+        whole = fastcalc.sigmoid_derivative(whole_input, make_out(whole_input), backend=backend)
+        with monkeypatch.context() as patch:
+            calls = slice_small_calls(patch)
+            sliced = fastcalc.sigmoid_derivative(x, make_out(x), backend=backend)
+        assert len(calls) > 1 and sum(calls) == x.size, (label, calls)
+        assert sliced.dtype == whole.dtype and sliced.shape == whole.shape, label
+        np.testing.assert_array_equal(np.asarray(sliced), np.asarray(whole), err_msg=label)
+
+
+def test_contiguous_calls_on_compiled_backends_take_larger_slices(monkeypatch):
+    """No conversion on a compiled backend: 10x faster than the numpy backend, so 10x larger
+    first slices (and no slicing at all of a 10**7-element call, which takes milliseconds)."""
+    calls = slice_small_calls(monkeypatch)
+    monkeypatch.setattr(activations, "_SECONDS_PER_ELEMENT_COMPILED", 2e-5)
+    x = np.zeros(12_000)  # 0.24 s estimated compiled: two slices or more
+    first = {}
+    for backend in fastcalc.available_backends():
+        calls.clear()
+        fastcalc.sigmoid(x, backend=backend)
+        first[backend] = calls[0]
+        calls.clear()
+        fastcalc.sigmoid(x.astype(">f8"), backend=backend)  # a conversion: small slices
+        assert calls[0] == 500, backend
+    assert first.pop("numpy") == 500
+    assert all(size == 5000 for size in first.values()), first
+
+
+def test_small_calls_run_whole(backend, monkeypatch):
+    calls = []
+    kernel = _dispatch.kernel
+    monkeypatch.setattr(_dispatch, "kernel", lambda *args: lambda x, out, threads: (
+        calls.append(x.size), kernel(*args)(x, out, threads)))
+    fastcalc.sigmoid(np.zeros(activations._SLICED_FROM - 1, np.float32), backend=backend)
+    assert calls == [activations._SLICED_FROM - 1]
+
+
+# 2**26 float16 elements (128 MiB of out), read through a stride of 0 from one element: every
+# slice converts to float32 and back, which takes seconds on every backend.
+LONG_CALL_SETUP = """
+import numpy as np, fastcalc
+x = np.broadcast_to(np.float16(0.5), (2**26,))
+out = np.empty(2**26, np.float16)
+"""
+
+
+@pytest.mark.parametrize("kernel", ["sigmoid", "sigmoid_derivative"])
+def test_a_long_call_honours_ctrl_c(backend, kernel):
+    latency = assert_interrupted(LONG_CALL_SETUP,
+                                 f"fastcalc.{kernel}(x, out, backend={backend!r})")
+    print(f"{backend} {kernel}: KeyboardInterrupt {latency:.3f} s after SIGINT")
+
+
+def test_a_long_contiguous_call_honours_ctrl_c():
+    """No copy at all, the slices are views: 2**27 float64 elements in place (1 GiB) take
+    seconds on the numpy backend (the compiled ones finish in a fraction of a second)."""
+    latency = assert_interrupted("""
+import numpy as np, fastcalc
+x = np.zeros(2**27)
+""", "fastcalc.sigmoid_derivative(x, x, backend='numpy')")
+    print(f"numpy in place: KeyboardInterrupt {latency:.3f} s after SIGINT")

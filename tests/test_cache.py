@@ -40,29 +40,130 @@ def test_warmup_fills_the_cache_and_a_second_process_only_loads_it(tmp_path):
     assert cache_files(tmp_path) == filled  # nothing compiled, nothing written: all loaded
 
 
+NO_DISK_CALLS = """
+    import warnings
+    import numpy as np
+    import fastcalc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(fastcalc.sigmoid(np.zeros(3), backend="numba"))
+        print(fastcalc.correlate2d(np.ones((3, 3)), np.ones((2, 2)), backend="numba")[0, 0])
+        result = fastcalc.gradient_descent(lambda x: 2 * x, np.ones(2), lr=0.25, n_iter=3)
+        print(result.x)
+    print([str(w.message) for w in caught])
+"""
+
+
+def assert_compiled_in_memory_with_one_warning(result):
+    assert result.returncode == 0, result.stderr
+    assert "[0.5 0.5 0.5]" in result.stdout and "\n1.0\n" in result.stdout
+    assert "[0.125 0.125]" in result.stdout  # 1 * (1 - 2 * 0.25) ** 3, under auto
+    warned = [line for line in result.stdout.splitlines() if "no writable cache" in line]
+    assert len(warned) == 1 and warned[0].count("Numba finds no writable cache directory") == 1
+    assert "compile in memory" in warned[0] and "NUMBA_CACHE_DIR" in warned[0]
+
+
 def test_no_writable_cache_directory_is_a_warning_not_a_crash(tmp_path):
     # Every place Numba could cache in refuses, as on a read-only install with a read-only home.
-    result = run_python("""
-        import warnings
+    result = run_python(textwrap.dedent("""
         import numba.core.caching as caching
 
-        real = caching.UserProvidedCacheLocator.ensure_cache_path
-
         def read_only(self):
-            if "fastcalc-numba-cache-" in self._cache_path:  # the fallback fastcalc picks
-                return real(self)
             raise OSError("read-only file system")
 
         for locator in caching.CacheImpl._locator_classes:
             locator.ensure_cache_path = read_only
-        import numpy as np
-        import fastcalc
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            print(fastcalc.sigmoid(np.zeros(3), backend="numba"))
-        print([str(w.message) for w in caught])
-    """, tmp_path / "unused")
+    """) + textwrap.dedent(NO_DISK_CALLS), tmp_path / "unused")
+    assert_compiled_in_memory_with_one_warning(result)
+    assert not (tmp_path / "unused").exists()
+
+
+def _unprivileged_user() -> str:
+    """A user with no home directory: ``nobody``, else one made with useradd."""
+    import pwd
+
+    for name in ("nobody", "fastcalc-test"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                    "fastcalc-test"], check=True, capture_output=True)
+    return "fastcalc-test"
+
+
+def _bind_for_others(path: str, keep) -> list[str]:
+    """Shell lines making ``path`` reachable by any user inside a private mount namespace.
+
+    A directory on the way that others cannot enter (``/root``, where pyenv
+    lives) is covered by a tmpfs they can enter, holding only a bind of the
+    one child on the way to ``path``.
+    """
+    import shlex
+    import stat
+
+    parts = os.path.realpath(path).split(os.sep)[1:]
+    for depth in range(1, len(parts)):
+        directory = os.sep + os.path.join(*parts[:depth])
+        if not os.stat(directory).st_mode & stat.S_IXOTH:
+            child = os.path.join(directory, parts[depth])
+            kept = shlex.quote(str(keep))
+            return [f"mkdir -p {kept}", f"mount --bind {shlex.quote(child)} {kept}",
+                    f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(directory)}",
+                    f"mkdir {shlex.quote(child)}", f"mount --bind {kept} {shlex.quote(child)}"]
+    return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mount namespaces on Linux only")
+def test_no_writable_directory_at_all_as_an_unprivileged_user(tmp_path):
+    """A read-only install, no home and read-only temporary directories, as a user that is
+    not root (root writes anywhere): Numba compiles in memory, ``fastcalc warmup`` fails."""
+    import shlex
+    import shutil
+
+    import fastcalc
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("runuser"):
+        pytest.skip("needs root (to mount and to switch to an unprivileged user)")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
+    user = _unprivileged_user()
+    package = os.path.dirname(os.path.dirname(os.path.abspath(fastcalc.__file__)))
+    environment = {"HOME": "/nonexistent", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   "PYTHONPATH": package, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def as_user(code):
+        command = ["env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+                   sys.executable, "-c", textwrap.dedent(code)]
+        return shlex.join(["runuser", "-u", user, "--", *command])
+
+    script = [
+        "set -e", "mount --make-rprivate /",
+        *_bind_for_others(sys.executable, tmp_path / "interpreter"),
+        *_bind_for_others(sys.base_prefix, tmp_path / "base"),
+        # The install read-only even for root, then every temporary directory.
+        f"mount --bind {shlex.quote(package)} {shlex.quote(package)}",
+        f"mount -o remount,bind,ro {shlex.quote(package)}",
+        *(f"mount -t tmpfs -o ro tmpfs {d}" for d in ("/tmp", "/var/tmp", "/dev/shm")
+          if os.path.isdir(d)),
+        "cd /", "set +e",
+        as_user("""
+            import os, tempfile
+            try:
+                print("temporary directory:", tempfile.gettempdir())
+            except FileNotFoundError as error:
+                print(error)
+        """),
+        as_user(NO_DISK_CALLS),
+        as_user("from fastcalc.cli import main; raise SystemExit(main(['warmup']))")
+        + '; echo "warmup exit status $?"',
+    ]
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", "\n".join(script)],
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
-    assert "[0.5 0.5 0.5]" in result.stdout
-    assert "Numba finds no writable cache directory" in result.stdout
-    assert "NUMBA_CACHE_DIR" in result.stdout
+    assert "No usable temporary directory" in result.stdout, result.stdout + result.stderr
+    assert_compiled_in_memory_with_one_warning(result)
+    assert "warmup exit status 1" in result.stdout
+    assert "fastcalc warmup: cached nothing" in result.stderr

@@ -78,13 +78,16 @@ def test_backend_keyword_overrides_the_context(monkeypatch):
     assert calls == ["numpy"]
 
 
+@pytest.mark.parametrize("error", [ImportError, OSError])
 @pytest.mark.parametrize("missing", ["cython", "numba"])
-def test_auto_falls_back_when_a_backend_is_missing(monkeypatch, fresh_registry, missing):
+def test_auto_falls_back_when_a_backend_is_missing(monkeypatch, fresh_registry, missing, error):
+    """Not installed (ImportError), or failing on the disk as it loads (OSError: Numba's cache
+    once raised FileNotFoundError, and gradient_descent under auto did not fall back)."""
     real_import = _dispatch._import_backend
 
     def failing_import(backend, family):
         if backend == missing:
-            raise ImportError(f"simulated: {missing} is not installed")
+            raise error(f"simulated: {missing} is not installed")
         return real_import(backend, family)
 
     monkeypatch.setattr(_dispatch, "_import_backend", failing_import)
@@ -191,3 +194,106 @@ def test_version_matches_the_installed_metadata():
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("fastcalc is not installed, only importable from the source tree")
     assert fastcalc.__version__ == installed
+
+
+ISA_FALLBACK = """
+import warnings
+import numpy as np
+import fastcalc
+from fastcalc import _cython
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert "cython" in fastcalc.available_backends()
+    fastcalc.show_config()
+    fastcalc.sigmoid(np.zeros(3))
+    fastcalc.correlate2d(np.ones((3, 3)), np.ones((2, 2)))  # a second family: no second warning
+    print("selected", _cython.selected_isa())
+    print("best", _cython.available_isas("activations")[-1])
+for warning in caught:
+    print(warning.category.__name__, warning.message)
+"""
+
+
+def _isa_fallback(value):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FASTCALC_CYTHON_ISA": value}
+    result = subprocess.run([sys.executable, "-c", ISA_FALLBACK], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    selected = next(line.split()[1] for line in lines if line.startswith("selected"))
+    best = next(line.split()[1] for line in lines if line.startswith("best"))
+    return selected, best, [line for line in lines if line.startswith("RuntimeWarning")]
+
+
+def _isa_cases():
+    from fastcalc import _cython
+
+    cases = [("avx-512", "is not an instruction set level (valid values: baseline, avx2, "
+              "avx512)")]
+    cases += [(isa, "this CPU does not support") for isa in _cython.ISAS
+              if isa not in _cython._cpu_isas()]
+    cases += [(isa, "which was not compiled") for isa in _cython._cpu_isas()
+              if not _cython._compiled("activations", isa)]
+    return cases
+
+
+@pytest.mark.parametrize(("value", "reason"), _isa_cases())
+def test_a_bad_isa_variable_warns_once_and_falls_back_to_the_best(value, reason):
+    """A mistyped FASTCALC_CYTHON_ISA made every auto call and show_config raise ValueError."""
+    if "cython" not in fastcalc.available_backends():
+        pytest.skip("the Cython extensions are not built")
+    selected, best, warned = _isa_fallback(value)
+    assert selected == best
+    assert len(warned) == 1, warned
+    assert f"FASTCALC_CYTHON_ISA={value!r}" in warned[0] and reason in warned[0]
+    assert f"using {best}" in warned[0]
+
+
+def test_a_valid_isa_variable_caps_the_variant_without_a_warning():
+    from fastcalc import _cython
+
+    if "cython" not in fastcalc.available_backends():
+        pytest.skip("the Cython extensions are not built")
+    lowest = _cython.available_isas("activations")[0]
+    selected, _, warned = _isa_fallback(lowest.upper())
+    assert selected == lowest and not warned
+
+
+HUGE_THREAD_COUNTS = [2**31, 2**63, 10**30]
+
+
+@pytest.mark.parametrize("n", HUGE_THREAD_COUNTS)
+def test_a_huge_thread_count_is_kept_and_capped_for_the_kernels(backend, n):
+    """set_num_threads(2**31) made every Cython call raise OverflowError (its C int)."""
+    fastcalc.set_num_threads(n)
+    assert _dispatch.thread_setting() == n
+    assert _dispatch.kernel_threads() == _dispatch.MAX_KERNEL_THREADS
+    assert 1 <= fastcalc.get_num_threads(backend) <= _dispatch.MAX_KERNEL_THREADS
+    x = np.linspace(-5, 5, 1000)  # serial: this test starts no thread
+    np.testing.assert_allclose(fastcalc.sigmoid(x, backend=backend),
+                               fastcalc.sigmoid(x, backend="numpy"), rtol=1e-14)
+
+
+def test_a_huge_thread_count_runs_threaded_kernels_on_capped_threads():
+    """Every backend, above the parallel threshold, in a child (it may start many threads)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, fastcalc
+x = np.linspace(-50, 50, 300_000)
+expected = fastcalc.sigmoid(x, backend="numpy")
+fastcalc.set_num_threads(2**31)
+for backend in fastcalc.available_backends():
+    np.testing.assert_allclose(fastcalc.sigmoid(x, backend=backend), expected, rtol=1e-14)
+    np.testing.assert_allclose(fastcalc.correlate2d(np.ones((300, 300)), np.ones((5, 5)),
+                                                    backend=backend)[2, 2], 9.0)
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0 and result.stdout.split() == ["ok"], result.stderr

@@ -4,7 +4,9 @@ setup.py builds every kernel family ``<family>`` once per instruction set, as
 ``fastcalc._cython.<family>_<isa>`` (``ISAS``, ascending).  :func:`load`
 imports the best variant this CPU runs.  The environment variable
 ``FASTCALC_CYTHON_ISA`` (one of ``ISAS``) caps that choice, to test or debug
-a lower level on a capable CPU.
+a lower level on a capable CPU; a value that is not one of ``ISAS``, or names
+a variant this CPU cannot run or that was not compiled, warns once and is
+ignored (the best variant runs).
 
 This module imports nothing heavy: numpy (for the CPU features) and the
 compiled modules are imported on the first :func:`load`.
@@ -17,6 +19,7 @@ import importlib
 import importlib.util
 import os
 import threading
+import warnings
 from types import ModuleType
 
 __all__ = ["ISAS", "ISA_ENV_VAR", "available_isas", "load", "selected_isa"]
@@ -41,6 +44,17 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str], ModuleType] = {}
 
 
+def _new_lock() -> None:
+    # A load another thread of the parent was in at fork time never ends in the
+    # child: its lock would stay held forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock)
+
+
 @functools.cache
 def _cpu_isas() -> tuple[str, ...]:
     """The ISAS this CPU can run, ascending (baseline only if features are unknown)."""
@@ -58,19 +72,36 @@ def _compiled(family: str, isa: str) -> bool:
     return importlib.util.find_spec(f"{__name__}.{family}_{isa}") is not None
 
 
-def _cap() -> str | None:
-    """The ISA ``FASTCALC_CYTHON_ISA`` caps the choice at (None: no cap)."""
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # selected_isa runs on every family's first load: one warning per cause.
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _cap(family: str, candidates: list[str]) -> str | None:
+    """The variant ``FASTCALC_CYTHON_ISA`` asks for among ``candidates`` (None: no usable cap).
+
+    A value that is not one of ``ISAS``, that this CPU cannot run, or whose
+    variant was not compiled, warns once and is ignored.
+    """
     requested = os.environ.get(ISA_ENV_VAR, "").strip().lower()
     if not requested:
         return None
+    if requested in candidates:
+        return requested
     if requested not in ISAS:
-        raise ValueError(
-            f"{ISA_ENV_VAR}={requested!r} is not an instruction set level; "
-            f"valid values are {', '.join(ISAS)}"
-        )
-    if requested not in _cpu_isas():
-        raise ImportError(f"{ISA_ENV_VAR}={requested!r}, but this CPU does not support it")
-    return requested
+        reason = f"is not an instruction set level (valid values: {', '.join(ISAS)})"
+    elif requested not in _cpu_isas():
+        reason = "asks for an instruction set this CPU does not support"
+    else:
+        reason = f"asks for fastcalc._cython.{family}_{requested}, which was not compiled"
+    fallback = f"using {candidates[-1]}, the best variant available" if candidates else "ignored"
+    _warn_once(f"{ISA_ENV_VAR}={os.environ[ISA_ENV_VAR]!r} {reason}; {fallback}")
+    return None
 
 
 def available_isas(family: str) -> list[str]:
@@ -84,21 +115,19 @@ def available_isas(family: str) -> list[str]:
 def selected_isa(family: str = "activations") -> str:
     """The variant :func:`load` uses for ``family``.
 
+    That is the best one this CPU runs, or the one ``FASTCALC_CYTHON_ISA``
+    names.  A value of ``FASTCALC_CYTHON_ISA`` that is not one of ``ISAS``,
+    names a variant this CPU cannot run or that was not compiled warns once
+    (a RuntimeWarning) and is ignored.
+
     Raises
     ------
     ImportError
-        If no usable variant is compiled, or ``FASTCALC_CYTHON_ISA`` asks for
-        one this CPU lacks or that was not compiled.
-    ValueError
-        If ``FASTCALC_CYTHON_ISA`` is not one of ``ISAS``.
+        If no usable variant is compiled.
     """
-    cap = _cap()
     candidates = available_isas(family)
+    cap = _cap(family, candidates)
     if cap is not None:
-        if cap not in candidates:
-            raise ImportError(
-                f"{ISA_ENV_VAR}={cap!r}, but fastcalc._cython.{family}_{cap} was not compiled"
-            )
         return cap
     if not candidates:
         raise ImportError(f"{_BUILD_HINT} (no module fastcalc._cython.{family}_*)")
@@ -119,8 +148,6 @@ def load(family: str, isa: str | None = None) -> ModuleType:
     ------
     ImportError
         If the requested or selected variant is not compiled or not usable.
-    ValueError
-        If ``FASTCALC_CYTHON_ISA`` is not one of ``ISAS``.
     """
     isa = selected_isa(family) if isa is None else isa
     key = (family, isa)

@@ -1,15 +1,12 @@
 """Numba implementations of fastcalc's kernels (imported lazily by the dispatcher)."""
 
-import atexit
 import os
-import shutil
-import tempfile
 import threading
 import warnings
 
 import numba
 
-__all__ = ["parallel_call"]
+__all__ = ["DISK_CACHE", "parallel_call"]
 
 
 def _cache_locations() -> int:
@@ -23,37 +20,67 @@ def _cache_locations() -> int:
                for locator in caching.CacheImpl._locator_classes)
 
 
-def _ensure_a_cache_location() -> None:
-    """Give Numba a cache directory when it has none, rather than fail to import.
+def _compile_in_memory() -> None:
+    """Make fastcalc's ``cache=True`` kernels compile in memory, as with ``cache=False``.
+
+    Numba refuses to define a ``cache=True`` function it has nowhere to
+    cache; a user's own functions keep that behaviour.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    enable_caching = Dispatcher.enable_caching
+
+    def enable_caching_unless_fastcalc(self):
+        if not (self.py_func.__module__ or "").startswith("fastcalc."):
+            enable_caching(self)
+
+    Dispatcher.enable_caching = enable_caching_unless_fastcalc
+
+
+def _has_disk_cache() -> bool:
+    """Whether Numba can cache fastcalc's kernels on disk; if not, compile them in memory.
 
     Numba caches next to the module (``__pycache__``), else in the user's
-    cache directory, or in ``NUMBA_CACHE_DIR``; when none is writable (a
-    read-only install and home, as in some containers) defining a
-    ``cache=True`` kernel raises.  Then the cache goes to a new temporary
-    directory: kernels compile once per process, and a warning says how to
-    keep them.
+    cache directory, or in ``NUMBA_CACHE_DIR``.  When none is writable (a
+    read-only install and home, as in some containers), defining a
+    ``cache=True`` kernel would raise: the kernels then compile in memory,
+    once per process, and a warning says how to keep them.  No temporary
+    directory is tried: it would save nothing in memory does not, and there
+    may be none writable either.
     """
     try:
         if _cache_locations():
-            return
-    except (AttributeError, TypeError):  # Numba's private API changed: let Numba decide
-        return
-    numba.config.CACHE_DIR = tempfile.mkdtemp(prefix="fastcalc-numba-cache-")
-    atexit.register(shutil.rmtree, numba.config.CACHE_DIR, ignore_errors=True)
+            return True
+        _compile_in_memory()
+    except (AttributeError, TypeError, ImportError):  # Numba's private API changed
+        return True  # let Numba decide
     warnings.warn(
         f"fastcalc: Numba finds no writable cache directory (next to {os.path.dirname(__file__)},"
-        " in the user's cache directory or in NUMBA_CACHE_DIR); the compiled kernels are cached "
-        f"in {numba.config.CACHE_DIR} for this process only.  Set NUMBA_CACHE_DIR to a writable "
-        "directory to keep them.", RuntimeWarning, stacklevel=2)
+        " in the user's cache directory or in NUMBA_CACHE_DIR), so the Numba kernels compile "
+        "in memory, again in every process.  Set NUMBA_CACHE_DIR to a writable directory to "
+        "cache them.", RuntimeWarning, stacklevel=2)
+    return False
 
 
-_ensure_a_cache_location()
+# Whether the compiled kernels are cached on disk (``fastcalc warmup`` checks).
+DISK_CACHE = _has_disk_cache()
 
 # Parallel kernels run one at a time, each on all the threads it asked for:
 # that is as fast as running them side by side on a machine's cores, and safe
 # under every Numba threading layer (the "workqueue" layer aborts the process
 # on concurrent launches).
 _launch_lock = threading.Lock()
+
+
+def _new_launch_lock() -> None:
+    # A launch another thread of the parent was in at fork time never ends in
+    # the child: its lock would stay held forever.
+    global _launch_lock
+    _launch_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_launch_lock)
 
 
 def parallel_call(kernel, num_threads, *args):

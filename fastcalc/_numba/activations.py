@@ -69,14 +69,20 @@ def _block_in_place(x):
         x[i] = scalar_function(x[i])  # noqa: F821
 
 
-def _parallel(x, out, in_place):
+# Two parallel loops rather than one with an in-place branch: a read-only ``x``
+# cannot be typed through a branch that writes it, even one never taken.
+def _parallel(x, out):
     n = x.size
     for index in prange((n + _BLOCK - 1) // _BLOCK):
         start, stop = index * _BLOCK, min(n, (index + 1) * _BLOCK)
-        if in_place:
-            block_in_place(x[start:stop])  # noqa: F821
-        else:
-            block(x[start:stop], out[start:stop])  # noqa: F821
+        block(x[start:stop], out[start:stop])  # noqa: F821
+
+
+def _parallel_in_place(x):
+    n = x.size
+    for index in prange((n + _BLOCK - 1) // _BLOCK):
+        start, stop = index * _BLOCK, min(n, (index + 1) * _BLOCK)
+        block_in_place(x[start:stop])  # noqa: F821
 
 
 def _copy(template, name, namespace, **options):
@@ -99,12 +105,18 @@ def _elementwise(scalar_function, name):
     block_in_place = namespace["block_in_place"] = _copy(_block_in_place,
                                                          f"{name}_block_in_place", namespace)
     parallel = _copy(_parallel, f"{name}_parallel", namespace, parallel=True)
+    parallel_in_place = _copy(_parallel_in_place, f"{name}_parallel_in_place", namespace,
+                              parallel=True)
 
     def kernel(x, out, num_threads):
-        if num_threads > 1 and x.size >= PARALLEL_MIN_SIZE:
-            parallel_call(parallel, num_threads, x, out, x is out)
-        elif x is out:
-            block_in_place(x)
+        threaded = num_threads > 1 and x.size >= PARALLEL_MIN_SIZE
+        if x is out:
+            if threaded:
+                parallel_call(parallel_in_place, num_threads, x)
+            else:
+                block_in_place(x)
+        elif threaded:
+            parallel_call(parallel, num_threads, x, out)
         else:
             block(x, out)
 
