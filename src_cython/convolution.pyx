@@ -237,7 +237,13 @@ cdef extern from "fma_probe.h" nogil:
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "fma_probe"]
+__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
+           "fma_probe"]
+
+# A generous time of one multiply-add of ``correlate`` on one thread (the
+# baseline build, float64): what the public functions slice long calls by
+# (fastcalc._slices).
+CORRELATE_SECONDS_PER_TAP = 3e-10
 
 OPENMP = FASTCALC_OPENMP
 
@@ -263,7 +269,7 @@ cdef void _row(
     # image: the image of this output row's batch; out: the output row, of
     # which this writes columns [begin, end).
     cdef Py_ssize_t start = begin, stop, a, c, j, low, high, source_row
-    cdef floating weight
+    cdef floating weight, weighted_fill
     cdef bint inside
     while start < end:
         stop = min(end, start + _COLUMNS)
@@ -274,6 +280,7 @@ cdef void _row(
             inside = 0 <= source_row < height
             for c in range(kw):
                 weight = kernel[a * kw + c]
+                weighted_fill = weight * fill
                 # Output columns [low, high) read image columns j + c - left.
                 if inside:
                     low = min(stop, max(start, left - c))
@@ -281,11 +288,13 @@ cdef void _row(
                 else:
                     low = stop
                     high = stop
-                if fill != 0:
+                # Outside taps add nothing only if weight * fill is zero: an
+                # inf or NaN weight or fill gives NaN (0 * inf), as in the reference.
+                if weighted_fill != 0:
                     for j in range(start, low):
-                        out[j] += weight * fill
+                        out[j] += weighted_fill
                     for j in range(high, stop):
-                        out[j] += weight * fill
+                        out[j] += weighted_fill
                 if high > low:
                     _add(out + low, weight, image + source_row * width + low + c - left,
                          high - low)
@@ -382,7 +391,8 @@ cdef void _correlate(
     cdef Py_ssize_t pairs_per_image = (out_height + 1) // 2
     cdef Py_ssize_t pairs = batch * pairs_per_image
     cdef Py_ssize_t pair
-    if num_threads == 1 or batch * out_height * out_width * kh * kw < _PARALLEL_MIN_WORK:
+    # The work in double: out.size * kernel.size may exceed the int range.
+    if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
         for pair in range(pairs):
             _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
                   out_width, pairs_per_image, pair)
@@ -408,6 +418,11 @@ cdef _apply(const floating[:, :, ::1] image, const floating[:, ::1] kernel,
 def correlate(image, kernel, out, Py_ssize_t top, Py_ssize_t left, double fillvalue,
               int num_threads):
     """out[b, i, j] = sum of kernel[a, c] * image[b, i + a - top, j + c - left], fillvalue outside."""
+    # Any offset is safe: one beyond the image reads only fill values, as one
+    # just beyond it does, so clamped to there it gives the same result, and
+    # every index the kernels compute stays within a few validated sizes.
+    top = min(max(top, -<Py_ssize_t>image.shape[1]), <Py_ssize_t>(out.shape[1] + kernel.shape[0]))
+    left = min(max(left, -<Py_ssize_t>image.shape[2]), <Py_ssize_t>(out.shape[2] + kernel.shape[1]))
     # Dispatch on the element size by hand: Cython's dispatcher for a fused def
     # function costs more than a small correlation.
     if image.itemsize == 4:

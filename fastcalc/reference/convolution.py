@@ -36,7 +36,12 @@ P[n, c, i * sh + a, j * sw + b]`` (with ``upsample=(1, 1)``): the gradient of
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "seed_convolve2d"]
+__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
+           "seed_convolve2d"]
+
+# A generous time of one multiply-add of ``correlate`` on one thread (a pass
+# over the output per tap): what the public functions slice long calls by.
+CORRELATE_SECONDS_PER_TAP = 5e-9
 
 
 def correlate(image, kernel, out, top, left, fillvalue, num_threads):
