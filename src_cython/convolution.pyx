@@ -365,7 +365,7 @@ cdef void _pair(
     cdef const floating* image_b = image + b * height * width
     cdef floating* out_i = out + (b * out_height + i) * out_width
     # Inside columns: 0 <= j - left and j + kw - 1 - left < width.
-    low = min(out_width, left)
+    low = min(out_width, max(0, left))
     high = max(low, min(out_width, width - kw + 1 + left))
     if high > low and i >= top and i + n - 1 - top + kh <= height:
         _fast_rows(image_b + (i - top) * width + low - left, width, kernel, kh, kw,
@@ -421,8 +421,9 @@ def correlate(image, kernel, out, Py_ssize_t top, Py_ssize_t left, double fillva
     # Any offset is safe: one beyond the image reads only fill values, as one
     # just beyond it does, so clamped to there it gives the same result, and
     # every index the kernels compute stays within a few validated sizes.
-    top = min(max(top, -<Py_ssize_t>image.shape[1]), <Py_ssize_t>(out.shape[1] + kernel.shape[0]))
-    left = min(max(left, -<Py_ssize_t>image.shape[2]), <Py_ssize_t>(out.shape[2] + kernel.shape[1]))
+    cdef Py_ssize_t height = image.shape[1], width = image.shape[2]
+    top = min(max(top, -height), <Py_ssize_t>(out.shape[1] + kernel.shape[0]))
+    left = min(max(left, -width), <Py_ssize_t>(out.shape[2] + kernel.shape[1]))
     # Dispatch on the element size by hand: Cython's dispatcher for a fused def
     # function costs more than a small correlation.
     if image.itemsize == 4:

@@ -51,9 +51,10 @@ def correlate(image, kernel, out, top, left, fillvalue, num_threads):
     columns = (left, max(0, width + kw - 1 - left - image.shape[2]))
     padded = np.pad(image, [(0, 0), rows, columns], constant_values=fillvalue)
     out[...] = 0
-    for a in range(kh):
-        for c in range(kw):
-            out += kernel[a, c] * padded[:, a:a + height, c:c + width]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf and NaN silently, as compiled
+        for a in range(kh):
+            for c in range(kw):
+                out += kernel[a, c] * padded[:, a:a + height, c:c + width]
 
 
 def canvas(x, kernel_shape, out_shape, stride, upsample, pad):
