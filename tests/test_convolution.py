@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 import scipy.signal
-from helpers import kernel_modules, layouts, run_concurrently
+from helpers import assert_interrupted, kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -342,3 +342,76 @@ def test_compiled_kernels_read_only_the_fill_for_offsets_beyond_the_image(implem
                 for axis, offset in enumerate(offsets)]
     reference.correlate(image, kernel, expected, *in_range, -1.5, 1)
     assert_close(out, expected, 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 25), width=st.integers(1, 25),
+       kh=st.integers(1, 6), kw=st.integers(1, 6), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same", "valid"]),
+       boundary=st.sampled_from(["fill", "wrap", "symm"]),
+       method=st.sampled_from(["direct", "fft"]), cuts=st.data())
+def test_slices_leave_the_result_bit_identical(batch, height, width, kh, kw, name, mode,
+                                               boundary, method, cuts):
+    """Slices of whole images or of bands of rows, wherever they fall, change no bit."""
+    ours, _ = FUNCTIONS[name]
+    rng = np.random.default_rng(10)
+    images, kernel = rng.standard_normal((batch, height, width)), rng.standard_normal((kh, kw))
+    if mode == "valid" and (kh > height or kw > width):
+        return
+    arguments = (images, kernel, mode, boundary, 0.5)
+
+    def run_in_random_slices(run, items, seconds_per_item, *, align=1):
+        bounds = sorted(set(cuts.draw(st.lists(st.integers(1, max(1, items - 1)), max_size=6))))
+        for start, stop in zip([0, *bounds], [*bounds, items], strict=True):
+            if start < stop:
+                run(start, stop)
+
+    for backend in fastcalc.available_backends():
+        whole = ours(*arguments, method=method, backend=backend)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fastcalc._slices, "run_in_slices", run_in_random_slices)
+            np.testing.assert_array_equal(ours(*arguments, method=method, backend=backend),
+                                          whole, err_msg=backend)
+
+
+def test_a_long_call_is_sliced_and_a_short_one_is_not(monkeypatch):
+    calls = []
+    kernel = fastcalc.convolution._dispatch.kernel("convolution", "correlate", "numpy", ())
+
+    def counting(*arguments):
+        calls.append(arguments[2].shape)
+        kernel(*arguments)
+
+    monkeypatch.setattr(fastcalc.convolution._dispatch, "kernel",
+                        lambda family, name, *rest: counting if name == "correlate"
+                        else 1e-3)  # a millisecond per multiply-add: every call is long
+    image = np.random.default_rng(11).standard_normal((2, 30, 20))
+    fastcalc.correlate2d(image, np.ones((3, 3)), "same")
+    assert len(calls) > 1 and sum(shape[0] * shape[1] for shape in calls) == 60
+    calls.clear()
+    monkeypatch.setattr(fastcalc.convolution._dispatch, "kernel",
+                        lambda family, name, *rest: counting if name == "correlate" else 1e-15)
+    fastcalc.correlate2d(image, np.ones((3, 3)), "same")
+    assert calls == [(2, 30, 20)]
+
+
+# (setup, call) per backend and method: one call of several seconds on this
+# backend, a huge image or a large batch.
+LONG_CALLS = {
+    "numpy": ("image, kernel = np.ones((2048, 2048)), np.ones((13, 13))",
+              'fastcalc.correlate2d(image, kernel, "same", method="direct", backend="numpy")'),
+    "numba": ("image, kernel = np.ones((16, 1024, 1024)), np.ones((19, 19))",
+              'fastcalc.correlate2d(image, kernel, "same", method="direct", backend="numba")'),
+    "cython": ("image, kernel = np.ones((6144, 6144)), np.ones((25, 25))",
+               'fastcalc.convolve2d(image, kernel, "same", method="direct", backend="cython")'),
+    "fft": ("image, kernel = np.ones((6144, 6144), np.float32), np.ones((45, 45), np.float32)",
+            'fastcalc.correlate2d(image, kernel, "same", method="fft")'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_CALLS))
+def test_ctrl_c_interrupts_a_long_call(case):
+    if case in ("numba", "cython") and case not in fastcalc.available_backends():
+        pytest.skip(f"{case} is not available")
+    setup, call = LONG_CALLS[case]
+    assert_interrupted("import numpy as np, fastcalc\n" + setup, call)
