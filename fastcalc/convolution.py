@@ -63,15 +63,25 @@ def correlate2d(
         Values outside ``in1``: ``fillvalue``, periodic, or mirrored (edge
         included); scipy's aliases "pad", "circular", "symmetric" work too.
     fillvalue : scalar
-        The value of the "fill" boundary.
+        The value of the "fill" boundary: a real number (inf and NaN
+        included; in float32, beyond its range it is inf).
     method : {"auto", "direct", "fft"}
-        "direct" sums the taps; "fft" multiplies spectra (numpy.fft), faster
-        for large kernels; "auto" uses the FFT from ``FFT_MIN_TAPS[dtype]``
-        kernel taps on (1700 for float32, 1300 for float64; measured).
+        "direct" sums the taps; "fft" multiplies spectra, faster for large
+        kernels: real FFTs (``scipy.fft``, float32 kept float32) of tiles
+        of the image of about ``max(FFT_TILE, 4 * kh)`` by ``max(FFT_TILE,
+        4 * kw)`` (overlap-save), so that it needs only a few tiles of
+        memory besides the result.  "auto" uses the FFT from
+        ``FFT_MIN_TAPS[dtype]`` kernel taps on (1700 for float32, 1300 for
+        float64; measured).
     out : ndarray, optional
-        Where to write the result (shape (..., Ho, Wo), the result dtype).
+        Where to write the result: the shape (..., Ho, Wo) and the result
+        dtype (float16 for float16 input), in any byte order or memory
+        layout, an ndarray subclass too; anything else is a ValueError, on
+        both methods and every backend.  If the call is interrupted
+        (KeyboardInterrupt), ``out`` is partially written.
     backend : {"auto", "numpy", "numba", "cython"}, optional
-        Overrides :func:`fastcalc.get_backend` for the direct method.
+        Overrides :func:`fastcalc.get_backend` for the direct method (and
+        for the FFT's tiles that hold an inf or NaN, see Notes).
 
     Returns
     -------
@@ -83,11 +93,27 @@ def correlate2d(
     ------
     TypeError
         Complex input (scipy accepts it; fastcalc is for real-valued work) or
-        another non-real dtype.
+        another non-real dtype; a ``fillvalue`` that is not a real number;
+        an ``out`` that is not an ndarray.
     ValueError
         ``in2`` empty or not 2-D; ``in1`` with fewer than 2 dimensions or
         empty images; an unknown mode, boundary or method; in "valid" mode,
-        neither input at least as large as the other; a bad ``out``.
+        neither input at least as large as the other; a ``fillvalue`` with
+        more than one element or beyond float64; an ``out`` of another
+        shape or dtype, or read-only.
+
+    Notes
+    -----
+    inf and NaN give the IEEE result of the sum of products, as scipy's
+    direct sum does, on every backend and both methods: the taps outside
+    ``in1`` contribute ``weight * fillvalue``, so an infinite weight gives
+    NaN where it meets the fill value 0 (``0 * inf``).  An FFT would spread
+    one inf or NaN over its whole tile: the FFT method computes the tiles
+    that read one (or all, for such a kernel) by the direct sum instead.
+
+    A long call runs in slices of about 0.1 s (whole images, or bands of
+    output rows of one image; FFT tiles), so Ctrl-C interrupts it within a
+    slice.  The slices change no bit of the result.
 
     Examples
     --------

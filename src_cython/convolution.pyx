@@ -11,7 +11,18 @@ falls inside the image, C row kernels (below) keep blocks of output columns
 in vector registers over all taps and feed each image vector loaded to both
 rows of the pair.  The rows and columns near the border, whose taps reach
 outside the image, add ``kernel[a, c] * fillvalue`` for those taps instead,
-so no padded copy of the image is made.
+so no padded copy of the image is made (skipped only when that product is
+zero: an inf or NaN weight or fill gives NaN, as in the reference).
+
+Index arithmetic cannot overflow: every index is a sum or product of the
+sizes of the arrays passed (B, H, W, kh, kw, Ho, Wo; products only up to
+``image.size``, ``out.size`` or ``kernel.size``) and of ``top`` and
+``left``, which ``correlate`` clamps to [-H, Ho + kh] and [-W, Wo + kw]
+(beyond, a tap reads only the fill value, as just beyond: the same result).
+So no intermediate exceeds a few array extents, and every read and write
+stays inside its array, whatever offsets the caller passes.  The one
+product of sizes that could exceed 2**63, the work ``out.size *
+kernel.size`` deciding on threads, is computed in double.
 
 The CNN layer's ``conv2d(x, weight, bias, out, stride, upsample, pad,
 num_threads)`` and ``conv2d_grad_weight(grad_out, x, grad_weight, stride, pad,

@@ -6,9 +6,14 @@ Same names and signatures as :mod:`fastcalc.reference.convolution`.
 image_row[...]`` for every tap: the innermost loop runs along columns with
 unit stride, which LLVM vectorizes, and the threads share out the rows.
 Taps that fall outside the image add ``kernel[a, c] * fillvalue`` instead, so
-no padded copy is made.  (An inner dot product per output element, or an
-index that may be negative, keeps LLVM from vectorizing and runs ~10x
-slower.)
+no padded copy is made (skipped only when that product is zero: an inf or
+NaN weight or fill gives NaN, as in the reference).  (An inner dot product
+per output element, or an index that may be negative, keeps LLVM from
+vectorizing and runs ~10x slower.)  Indices are sums of array sizes and of
+``top`` and ``left``, which ``correlate`` clamps to [-H, Ho + kh] and [-W,
+Wo + kw] (beyond, a tap reads only the fill value, as just beyond): none can
+overflow, and the slices and the ``inside`` test keep every access inside
+its array whatever offsets the caller passes.
 
 ``conv2d`` and ``conv2d_grad_weight`` copy one image at a time into a
 per-thread, zero-initialised buffer (rather than padding the whole batch:

@@ -8,8 +8,11 @@ j + c - left]``, where X is the image surrounded by ``fillvalue``: every mode of
 :func:`fastcalc.correlate2d` and :func:`fastcalc.convolve2d` with the "fill"
 boundary is one call (the public functions pick ``top``, ``left`` and the
 output size, and flip the kernel for convolution); "wrap" and "symm" pad the
-image first and call it with ``top = left = 0``.  ``num_threads`` is accepted
-for the common signature.
+image first and call it with ``top = left = 0``; the public functions pass
+``0 <= top < kh`` and ``0 <= left < kw`` (a band of output rows of a long
+call comes with the image rows it reads and ``top`` shifted to match, still
+in that range).  The compiled kernels accept any ``top`` and ``left``.
+``num_threads`` is accepted for the common signature.
 
 The CNN layer's kernels take an image batch ``x`` (N, C, H, W) and see it
 through a *geometry*: ``upsample`` (uh, uw) puts uh - 1 zero rows (uw - 1
