@@ -26,6 +26,7 @@ _METHODS = ("auto", "direct", "fft")
 # cores (float32: 41x41 direct 96 ms vs FFT 97 ms, 51x51 167 vs 98; float64:
 # 31x31 64 vs 104, 41x41 124 vs 105).  The FFT's cost barely depends on the kernel.
 FFT_MIN_TAPS = {np.dtype(np.float32): 1700, np.dtype(np.float64): 1300}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def correlate2d(
@@ -226,19 +227,26 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
 
 def _fill_value(fillvalue, dtype: np.dtype) -> float:
     """``fillvalue`` as a Python float of ``dtype``'s precision (beyond its range: inf)."""
-    fill = np.asarray(fillvalue)
-    if fill.size != 1:
-        raise ValueError("fillvalue must be scalar or an array with one element.")
-    value = fill.reshape(()).item()
-    if fill.dtype.kind not in "biuf" and (isinstance(value, bool)
-                                          or not isinstance(value, (int, float))):
-        raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
+    if type(fillvalue) in (int, float):  # the common case, without numpy's conversions
+        value = fillvalue
+    else:
+        fill = np.asarray(fillvalue)
+        if fill.size != 1:
+            raise ValueError("fillvalue must be scalar or an array with one element.")
+        value = fill.reshape(()).item()
+        if fill.dtype.kind not in "biuf" and (isinstance(value, bool)
+                                              or not isinstance(value, (int, float))):
+            raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
     try:
         value = float(value)
     except OverflowError:  # a Python int beyond float64
         raise ValueError(f"fillvalue {fillvalue} is beyond the range of float64") from None
-    with np.errstate(over="ignore"):  # float32 computations fill with inf, as IEEE rounds
-        return dtype.type(value).item()
+    if dtype.itemsize == 8:
+        return value
+    if abs(value) <= _FLOAT32_MAX:
+        return float(np.float32(value))
+    with np.errstate(over="ignore"):  # float32 computes with inf, as IEEE rounds
+        return float(np.float32(value))
 
 
 def _swap_needed(image_shape, kernel_shape, image_ndim) -> bool:
