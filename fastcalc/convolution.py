@@ -207,17 +207,17 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
     reversed_result = swapped and not flip
     target = _direct_target(out, compute, (images, weights), reversed_result)
     result = np.empty((images.shape[0], *shape), compute) if target is None else target
-    correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
+    # The direct kernel, and the time it takes per tap to slice long calls by.
+    direct = (_dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER),
+              _dispatch.kernel("convolution", "CORRELATE_SECONDS_PER_TAP", backend, _AUTO_ORDER))
     threads = _dispatch.kernel_threads()
     if result.size and (method == "fft"
                         or (method == "auto" and kh * kw >= FFT_MIN_TAPS[compute])):
-        _correlate_fft(images, weights, padding, (top, left), fill, result, correlate, threads)
+        _correlate_fft(images, weights, padding, (top, left), fill, result, direct, threads)
     elif result.size:
         if padding != "constant":  # the kernels pad with a constant on the fly
             images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
-        seconds = _dispatch.kernel("convolution", "CORRELATE_SECONDS_PER_TAP", backend,
-                                   _AUTO_ORDER)
-        _correlate_direct(correlate, seconds, images, weights, result, top, left, fill, threads)
+        _correlate_direct(*direct, images, weights, result, top, left, fill, threads)
     if target is not None:
         return out
     if reversed_result:
@@ -306,7 +306,7 @@ FFT_TILE = 512
 _FFT_SECONDS_PER_POINT = 5e-9
 
 
-def _correlate_fft(images, weights, padding, offsets, fill, out, correlate, threads):
+def _correlate_fft(images, weights, padding, offsets, fill, out, direct, threads):
     """Valid correlation of the padded ``images`` into ``out`` by FFTs of tiles (overlap-save).
 
     ``out`` (B, Ho, Wo) is cut into tiles; each tile's window of the padded
@@ -314,9 +314,11 @@ def _correlate_fft(images, weights, padding, offsets, fill, out, correlate, thre
     image) is transformed with real FFTs of ``scipy.fft`` (float32 stays
     float32), multiplied by the kernel's spectrum and transformed back: the
     extra memory is a few tiles, whatever the image.  A tile whose window, or
-    a kernel that, holds an inf or NaN goes to the direct ``correlate``
-    instead: the FFT would spread NaN over the whole tile, where the direct sum
-    gives the IEEE result of each output.  Ctrl-C is honoured between tiles.
+    a kernel that, holds an inf or NaN goes to the direct kernel instead
+    (``direct``: the kernel and its time per tap, for
+    :func:`_correlate_direct`): the FFT would spread NaN over the whole tile,
+    where the direct sum gives the IEEE result of each output.  Ctrl-C is
+    honoured between tiles.
     """
     import scipy.fft  # here: importing it costs every process that never uses the FFT
 
@@ -345,9 +347,9 @@ def _correlate_fft(images, weights, padding, offsets, fill, out, correlate, thre
                 full = scipy.fft.irfft2(product, fft_shape, workers=threads)
                 target[...] = full[kh - 1:kh - 1 + rows, kw - 1:kw - 1 + columns]
             else:
-                direct = np.empty((1, rows, columns), out.dtype)
-                correlate(window[None], weights, direct, 0, 0, 0.0, threads)
-                target[...] = direct[0]
+                summed = np.empty((1, rows, columns), out.dtype)
+                _correlate_direct(*direct, window[None], weights, summed, 0, 0, 0.0, threads)
+                target[...] = summed[0]
 
     seconds = _FFT_SECONDS_PER_POINT * fft_height * fft_width * math.log2(fft_height * fft_width)
     _slices.run_in_slices(run, batch * down * across, seconds)
