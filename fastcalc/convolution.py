@@ -94,8 +94,9 @@ def correlate2d(
     ------
     TypeError
         Complex input (scipy accepts it; fastcalc is for real-valued work) or
-        another non-real dtype; a ``fillvalue`` that is not a real number;
-        an ``out`` that is not an ndarray.
+        another non-real dtype; a mode, boundary or method that is not a
+        string; a ``fillvalue`` that is not a real number; an ``out`` that
+        is not an ndarray.
     ValueError
         ``in2`` empty or not 2-D; ``in1`` with fewer than 2 dimensions or
         empty images; an unknown mode, boundary or method; in "valid" mode,
@@ -170,6 +171,9 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         raise ValueError(f"in2 must be a non-empty 2-D array, got shape {kernel.shape}")
     if image.ndim < 2 or image.shape[-1] == 0 or image.shape[-2] == 0:
         raise ValueError(f"in1 must have shape (..., H, W) with H, W >= 1, got {image.shape}")
+    for name, flag in (("mode", mode), ("boundary", boundary), ("method", method)):
+        if not isinstance(flag, str):
+            raise TypeError(f"{name} must be a string, got {type(flag).__name__}")
     if mode not in _MODES:
         raise ValueError("Acceptable mode flags are 'valid', 'same', or 'full'.")
     if boundary not in _BOUNDARIES:
