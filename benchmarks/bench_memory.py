@@ -11,15 +11,18 @@ once (compilation, caches, FFT plans), then measures two more calls:
   glibc's allocator is told to map every block above 128 kB and give it back
   at once (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), so that
   memory freed by the warm-up call is not reused unseen.
+  It counts whole pages, and small blocks come from the heap: within about
+  0.2 MB of zero it is noise (it can even be slightly negative).
 - **tracemalloc**: numpy reports its buffers to tracemalloc, so the traced
-  peak of a call is what numpy allocated (not Numba's runtime or C
+  peak of a call is what numpy allocated, exactly (not Numba's runtime or C
   allocations, which tracemalloc does not see).
 
-Both are less the bytes of the arrays the function returns: the output is
-not extra.  ``extra_info`` holds ``peak_extra_bytes`` (RSS), its ratio to the
-output, ``peak_extra_ratio``, ``peak_extra_traced_bytes`` (tracemalloc) and
-``output_bytes``.  The time pytest-benchmark records is the whole child
-process's, not a speed figure (``bench_*.py`` time the kernels).
+Both are less the memory the arrays the function returns span (views and
+broadcasts counted once): the output is not extra.  ``extra_info`` holds
+``peak_extra_bytes`` (RSS), its ratio to the output, ``peak_extra_ratio``,
+``peak_extra_traced_bytes`` (tracemalloc) and ``output_bytes``.  The time
+pytest-benchmark records is the whole child process's, not a speed figure
+(``bench_*.py`` time the kernels).
 """
 
 import json
@@ -97,8 +100,15 @@ def arrays(value):
         return [array for item in value for array in arrays(item)]
     return []
 
+def spanned(values):  # the bytes the arrays span: views and broadcasts counted once
+    total, end = 0, 0
+    for low, high in sorted(np.lib.array_utils.byte_bounds(a) for a in values if a.size):
+        total += max(0, high - max(low, end))
+        end = max(end, high)
+    return total
+
 result = call()
-output = sum(array.nbytes for array in arrays(result))
+output = spanned(arrays(result))
 del result
 gc.collect()
 with open("/proc/self/clear_refs", "w") as reset:
