@@ -7,10 +7,12 @@ of a CNN (``torch.nn.functional.conv2d`` and its gradients).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _validate
+from fastcalc import _dispatch, _slices, _validate
 
 __all__ = ["conv2d", "conv2d_backward", "convolve2d", "correlate2d"]
 
@@ -24,6 +26,7 @@ _METHODS = ("auto", "direct", "fft")
 # cores (float32: 41x41 direct 96 ms vs FFT 97 ms, 51x51 167 vs 98; float64:
 # 31x31 64 vs 104, 41x41 124 vs 105).  The FFT's cost barely depends on the kernel.
 FFT_MIN_TAPS = {np.dtype(np.float32): 1700, np.dtype(np.float64): 1300}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def correlate2d(
@@ -61,15 +64,25 @@ def correlate2d(
         Values outside ``in1``: ``fillvalue``, periodic, or mirrored (edge
         included); scipy's aliases "pad", "circular", "symmetric" work too.
     fillvalue : scalar
-        The value of the "fill" boundary.
+        The value of the "fill" boundary: a real number (inf and NaN
+        included; in float32, beyond its range it is inf).
     method : {"auto", "direct", "fft"}
-        "direct" sums the taps; "fft" multiplies spectra (numpy.fft), faster
-        for large kernels; "auto" uses the FFT from ``FFT_MIN_TAPS[dtype]``
-        kernel taps on (1700 for float32, 1300 for float64; measured).
+        "direct" sums the taps; "fft" multiplies spectra, faster for large
+        kernels: real FFTs (``scipy.fft``, float32 kept float32) of tiles
+        of the image of about ``max(FFT_TILE, 4 * kh)`` by ``max(FFT_TILE,
+        4 * kw)`` (overlap-save), so that it needs only a few tiles of
+        memory besides the result.  "auto" uses the FFT from
+        ``FFT_MIN_TAPS[dtype]`` kernel taps on (1700 for float32, 1300 for
+        float64; measured).
     out : ndarray, optional
-        Where to write the result (shape (..., Ho, Wo), the result dtype).
+        Where to write the result: the shape (..., Ho, Wo) and the result
+        dtype (float16 for float16 input), in any byte order or memory
+        layout, an ndarray subclass too; anything else is a ValueError, on
+        both methods and every backend.  If the call is interrupted
+        (KeyboardInterrupt), ``out`` is partially written.
     backend : {"auto", "numpy", "numba", "cython"}, optional
-        Overrides :func:`fastcalc.get_backend` for the direct method.
+        Overrides :func:`fastcalc.get_backend` for the direct method (and
+        for the FFT's tiles that hold an inf or NaN, see Notes).
 
     Returns
     -------
@@ -81,11 +94,28 @@ def correlate2d(
     ------
     TypeError
         Complex input (scipy accepts it; fastcalc is for real-valued work) or
-        another non-real dtype.
+        another non-real dtype; a mode, boundary or method that is not a
+        string; a ``fillvalue`` that is not a real number; an ``out`` that
+        is not an ndarray.
     ValueError
         ``in2`` empty or not 2-D; ``in1`` with fewer than 2 dimensions or
         empty images; an unknown mode, boundary or method; in "valid" mode,
-        neither input at least as large as the other; a bad ``out``.
+        neither input at least as large as the other; a ``fillvalue`` with
+        more than one element or beyond float64; an ``out`` of another
+        shape or dtype, or read-only.
+
+    Notes
+    -----
+    inf and NaN give the IEEE result of the sum of products, as scipy's
+    direct sum does, on every backend and both methods: the taps outside
+    ``in1`` contribute ``weight * fillvalue``, so an infinite weight gives
+    NaN where it meets the fill value 0 (``0 * inf``).  An FFT would spread
+    one inf or NaN over its whole tile: the FFT method computes the tiles
+    that read one (or all, for such a kernel) by the direct sum instead.
+
+    A long call runs in slices of about 0.1 s (whole images, or bands of
+    output rows of one image; FFT tiles), so Ctrl-C interrupts it within a
+    slice.  The slices change no bit of the result.
 
     Examples
     --------
@@ -141,6 +171,9 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         raise ValueError(f"in2 must be a non-empty 2-D array, got shape {kernel.shape}")
     if image.ndim < 2 or image.shape[-1] == 0 or image.shape[-2] == 0:
         raise ValueError(f"in1 must have shape (..., H, W) with H, W >= 1, got {image.shape}")
+    for name, flag in (("mode", mode), ("boundary", boundary), ("method", method)):
+        if not isinstance(flag, str):
+            raise TypeError(f"{name} must be a string, got {type(flag).__name__}")
     if mode not in _MODES:
         raise ValueError("Acceptable mode flags are 'valid', 'same', or 'full'.")
     if boundary not in _BOUNDARIES:
@@ -148,9 +181,7 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
                          "and 'symmetric' (or 'symm').")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, _METHODS))}, got {method!r}")
-    fill = np.asarray(fillvalue)
-    if fill.size != 1:
-        raise ValueError("fillvalue must be scalar or an array with one element.")
+    fill = _fill_value(fillvalue, compute)
 
     swapped = mode == "valid" and _swap_needed(image.shape[-2:], kernel.shape, image.ndim)
     if swapped:
@@ -170,29 +201,56 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         first, shape = (kh - 1, kw - 1), (height - kh + 1, width - kw + 1)
     pads = [(0, 0), (kh - 1 - first[0], first[0] + shape[0] - height),
             (kw - 1 - first[1], first[1] + shape[1] - width)]
+    if out is not None:  # one rule on every path, checked before any work
+        _validate.check_out(out, (*batch_shape, *shape), result_dtype)
 
     images = np.ascontiguousarray(image.reshape(-1, height, width), dtype=compute)
     weights = np.ascontiguousarray(kernel, dtype=compute)
     top, left = pads[1][0], pads[2][0]
     padding = _BOUNDARIES[boundary]
-    fill = fill.astype(compute).item()
-    if method == "fft" or (method == "auto" and kh * kw >= FFT_MIN_TAPS[images.dtype]):
-        extra = {"constant_values": fill} if padding == "constant" else {}
-        result = _correlate_valid_fft(np.pad(images, pads, mode=padding, **extra), weights)
-    else:
+    reversed_result = swapped and not flip
+    target = _direct_target(out, compute, (images, weights), reversed_result)
+    result = np.empty((images.shape[0], *shape), compute) if target is None else target
+    # The direct kernel, and the time it takes per tap to slice long calls by.
+    direct = (_dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER),
+              _dispatch.kernel("convolution", "CORRELATE_SECONDS_PER_TAP", backend, _AUTO_ORDER))
+    threads = _dispatch.kernel_threads()
+    if result.size and (method == "fft"
+                        or (method == "auto" and kh * kw >= FFT_MIN_TAPS[compute])):
+        _correlate_fft(images, weights, padding, (top, left), fill, result, direct, threads)
+    elif result.size:
         if padding != "constant":  # the kernels pad with a constant on the fly
             images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
-        direct = _direct_target(out, (*batch_shape, *shape), compute, (image, kernel),
-                                swapped and not flip)
-        result = np.empty((images.shape[0], *shape), compute) if direct is None else direct
-        correlate = _dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER)
-        if result.size:
-            correlate(images, weights, result, top, left, fill, _dispatch.kernel_threads())
-        if direct is not None:
-            return out
-    if swapped and not flip:
+        _correlate_direct(*direct, images, weights, result, top, left, fill, threads)
+    if target is not None:
+        return out
+    if reversed_result:
         result = result[:, ::-1, ::-1]  # scipy's convention for swapped correlation
     return _deliver(result.reshape(*batch_shape, *shape), out, result_dtype)
+
+
+def _fill_value(fillvalue, dtype: np.dtype) -> float:
+    """``fillvalue`` as a Python float of ``dtype``'s precision (beyond its range: inf)."""
+    if type(fillvalue) in (int, float):  # the common case, without numpy's conversions
+        value = fillvalue
+    else:
+        fill = np.asarray(fillvalue)
+        if fill.size != 1:
+            raise ValueError("fillvalue must be scalar or an array with one element.")
+        value = fill.reshape(()).item()
+        if fill.dtype.kind not in "biuf" and (isinstance(value, bool)
+                                              or not isinstance(value, (int, float))):
+            raise TypeError(f"fillvalue must be a real number, got {fillvalue!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # a Python int beyond float64
+        raise ValueError(f"fillvalue {fillvalue} is beyond the range of float64") from None
+    if dtype.itemsize == 8:
+        return value
+    if abs(value) <= _FLOAT32_MAX:
+        return float(np.float32(value))
+    with np.errstate(over="ignore"):  # float32 computes with inf, as IEEE rounds
+        return float(np.float32(value))
 
 
 def _swap_needed(image_shape, kernel_shape, image_ndim) -> bool:
@@ -207,53 +265,159 @@ def _swap_needed(image_shape, kernel_shape, image_ndim) -> bool:
                      f"dimension (in1 images {tuple(image_shape)}, in2 {tuple(kernel_shape)})")
 
 
-def _correlate_valid_fft(images, weights):
-    kh, kw = weights.shape
-    height, width = images.shape[1:]
-    shape = (_fast_length(height), _fast_length(width))
-    # Correlation is convolution with the flipped kernel; the valid part of the
-    # circular convolution starts at (kh - 1, kw - 1) and never wraps around.
-    spectrum = np.fft.rfft2(images, shape) * np.fft.rfft2(weights[::-1, ::-1], shape)
-    full = np.fft.irfft2(spectrum, shape)
-    valid = full[:, kh - 1:height, kw - 1:width]
-    return np.ascontiguousarray(valid, dtype=images.dtype)
+def _correlate_direct(correlate, seconds_per_tap, images, weights, out, top, left, fill,
+                      threads):
+    """The direct kernel over ``out`` (B, Ho, Wo), in slices of bounded time (Ctrl-C).
 
-
-def _fast_length(n: int) -> int:
-    """The smallest 2^a 3^b 5^c >= n: FFT sizes numpy transforms fastest."""
-    best = 1 << (n - 1).bit_length()
-    five = 1
-    while five < best:
-        three = five
-        while three < best:
-            size = three
-            while size < n:
-                size *= 2
-            best = min(best, size)
-            three *= 3
-        five *= 5
-    return best
-
-
-def _direct_target(out, shape, dtype, inputs, reversed_result):
-    """``out`` as the (B, Ho, Wo) array the kernel writes into, if it can; else None.
-
-    It can when ``out`` is valid, C-contiguous, native, of the compute dtype,
-    overlaps no input, and the result needs no reversal afterwards.
+    The items sliced are pairs of output rows, as the Cython kernel pairs them:
+    a slice of whole images is one kernel call; a slice that starts or ends
+    inside an image gives that image's band of rows to the kernel with the
+    image rows it reads and ``top`` shifted to match.  Every band starts at an
+    even row, so every pair and every sum is the one of a single call: the
+    result does not depend on the slicing.
     """
-    if (out is None or reversed_result or type(out) is not np.ndarray or out.dtype != dtype
-            or not out.flags.c_contiguous):
+    height = images.shape[1]
+    kh, kw = weights.shape
+    batch, out_height, out_width = out.shape
+    pairs = (out_height + 1) // 2
+
+    def run(start, stop):
+        while start < stop:
+            image, pair = divmod(start, pairs)
+            if pair == 0 and stop - start >= pairs:
+                count = (stop - start) // pairs
+                correlate(images[image:image + count], weights, out[image:image + count],
+                          top, left, fill, threads)
+                start += count * pairs
+            else:
+                end = min(stop, (image + 1) * pairs)
+                first, last = 2 * pair, min(out_height, 2 * (end - image * pairs))
+                # Output rows [first, last) read image rows [low, high).
+                low, high = max(0, first - top), min(height, last + kh - 1 - top)
+                correlate(images[image:image + 1, low:high], weights,
+                          out[image:image + 1, first:last], top - first + low, left, fill,
+                          threads)
+                start = end
+
+    _slices.run_in_slices(run, batch * pairs, 2 * out_width * kh * kw * seconds_per_tap)
+
+
+# The output rows (columns) of one FFT tile are chosen so that its FFT length
+# is about max(FFT_TILE, 4 kh): transforms of that size run in cache, while the
+# kh - 1 rows of overlap every tile recomputes stay a small share.
+FFT_TILE = 512
+# A generous time per element and log2(elements) of one tile's two FFTs.
+_FFT_SECONDS_PER_POINT = 5e-9
+
+
+def _correlate_fft(images, weights, padding, offsets, fill, out, direct, threads):
+    """Valid correlation of the padded ``images`` into ``out`` by FFTs of tiles (overlap-save).
+
+    ``out`` (B, Ho, Wo) is cut into tiles; each tile's window of the padded
+    image (built from ``images`` and ``padding``, never the whole padded
+    image) is transformed with real FFTs of ``scipy.fft`` (float32 stays
+    float32), multiplied by the kernel's spectrum and transformed back: the
+    extra memory is a few tiles, whatever the image.  A tile whose window, or
+    a kernel that, holds an inf or NaN goes to the direct kernel instead
+    (``direct``: the kernel and its time per tap, for
+    :func:`_correlate_direct`): the FFT would spread NaN over the whole tile,
+    where the direct sum gives the IEEE result of each output.  Ctrl-C is
+    honoured between tiles.
+    """
+    import scipy.fft  # here: importing it costs every process that never uses the FFT
+
+    kh, kw = weights.shape
+    batch, out_height, out_width = out.shape
+    (tile_height, fft_height), (tile_width, fft_width) = (_tile(out_height, kh),
+                                                          _tile(out_width, kw))
+    fft_shape = (fft_height, fft_width)
+    # Correlation is convolution with the flipped kernel; in a circular
+    # convolution of the window, outputs from (kh - 1, kw - 1) on never wrap around.
+    spectrum = scipy.fft.rfft2(weights[::-1, ::-1], fft_shape, workers=threads)
+    finite_kernel = bool(np.isfinite(weights).all())
+    down, across = -(-out_height // tile_height), -(-out_width // tile_width)
+
+    def run(start, stop):
+        for item in range(start, stop):
+            image, tile = divmod(item, down * across)
+            i, j = tile // across * tile_height, tile % across * tile_width
+            target = out[image, i:i + tile_height, j:j + tile_width]
+            rows, columns = target.shape
+            window = _padded_window(images[image], padding, offsets, fill,
+                                    (i, i + rows + kh - 1), (j, j + columns + kw - 1))
+            if finite_kernel and np.isfinite(window).all():
+                product = scipy.fft.rfft2(window, fft_shape, workers=threads)
+                product *= spectrum
+                full = scipy.fft.irfft2(product, fft_shape, workers=threads)
+                target[...] = full[kh - 1:kh - 1 + rows, kw - 1:kw - 1 + columns]
+            else:
+                summed = np.empty((1, rows, columns), out.dtype)
+                _correlate_direct(*direct, window[None], weights, summed, 0, 0, 0.0, threads)
+                target[...] = summed[0]
+
+    seconds = _FFT_SECONDS_PER_POINT * fft_height * fft_width * math.log2(fft_height * fft_width)
+    _slices.run_in_slices(run, batch * down * across, seconds)
+
+
+def _tile(length: int, taps: int) -> tuple[int, int]:
+    """``(outputs per tile, FFT length)`` along an axis of ``length`` outputs, ``taps`` taps."""
+    import scipy.fft
+
+    whole = scipy.fft.next_fast_len(length + taps - 1, real=True)
+    target = max(FFT_TILE, 4 * taps)
+    if whole <= target:
+        return length, whole
+    tiles = -(-length // (target - taps + 1))
+    tile = -(-length // tiles)
+    return tile, scipy.fft.next_fast_len(tile + taps - 1, real=True)
+
+
+def _padded_window(image, padding, offsets, fill, rows, columns):
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` of ``image`` padded as ``np.pad(mode=padding)``.
+
+    ``offsets`` (top, left) is where the image's (0, 0) lies in the padded
+    image; "constant" pads with ``fill``.  Only the window is built.
+    """
+    (top, left), (height, width) = offsets, image.shape
+    if padding == "constant":
+        window = np.full((rows[1] - rows[0], columns[1] - columns[0]), fill, image.dtype)
+        low, high = max(rows[0] - top, 0), min(rows[1] - top, height)
+        first, last = max(columns[0] - left, 0), min(columns[1] - left, width)
+        if high > low and last > first:
+            window[low + top - rows[0]:high + top - rows[0],
+                   first + left - columns[0]:last + left - columns[0]] = \
+                image[low:high, first:last]
+        return window
+    return image[np.ix_(_extended(np.arange(*rows) - top, height, padding),
+                        _extended(np.arange(*columns) - left, width, padding))]
+
+
+def _extended(indices, size, padding):
+    """The image indices that ``np.pad(mode=padding)`` repeats at ``indices`` (any integers)."""
+    if padding == "wrap":
+        return indices % size
+    mirrored = indices % (2 * size)  # "symmetric": period 2 size, edge included
+    return np.where(mirrored < size, mirrored, 2 * size - 1 - mirrored)
+
+
+def _direct_target(out, dtype, inputs, reversed_result):
+    """A valid ``out`` as the (B, Ho, Wo) ndarray the kernels write into, if it can be; else None.
+
+    It can when ``out`` is C-contiguous, native, of the compute dtype (so
+    not float16), overlaps no input, and the result needs no reversal
+    afterwards.  A subclass is written through a plain ndarray view (Numba
+    accepts no subclass).
+    """
+    if (out is None or reversed_result or out.dtype != dtype or not out.flags.c_contiguous
+            or any(np.may_share_memory(out, array) for array in inputs)):
         return None
-    _validate.check_out(out, shape, dtype)
-    if any(np.may_share_memory(out, array) for array in inputs):
-        return None
-    return out.reshape(-1, *shape[-2:])
+    return out.view(np.ndarray).reshape(-1, *out.shape[-2:])
 
 
 def _deliver(result, out, result_dtype):
+    """``result`` in ``result_dtype``, or copied into the validated ``out``."""
     if out is None:
-        return result if result.dtype == result_dtype else result.astype(result_dtype)
-    _validate.check_out(out, result.shape, result_dtype)
+        return result.astype(result_dtype, copy=False)
     np.copyto(out, result, casting="unsafe")
     return out
 

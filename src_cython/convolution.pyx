@@ -11,7 +11,18 @@ falls inside the image, C row kernels (below) keep blocks of output columns
 in vector registers over all taps and feed each image vector loaded to both
 rows of the pair.  The rows and columns near the border, whose taps reach
 outside the image, add ``kernel[a, c] * fillvalue`` for those taps instead,
-so no padded copy of the image is made.
+so no padded copy of the image is made (skipped only when that product is
+zero: an inf or NaN weight or fill gives NaN, as in the reference).
+
+Index arithmetic cannot overflow: every index is a sum or product of the
+sizes of the arrays passed (B, H, W, kh, kw, Ho, Wo; products only up to
+``image.size``, ``out.size`` or ``kernel.size``) and of ``top`` and
+``left``, which ``correlate`` clamps to [-H, Ho + kh] and [-W, Wo + kw]
+(beyond, a tap reads only the fill value, as just beyond: the same result).
+So no intermediate exceeds a few array extents, and every read and write
+stays inside its array, whatever offsets the caller passes.  The one
+product of sizes that could exceed 2**63, the work ``out.size *
+kernel.size`` deciding on threads, is computed in double.
 
 The CNN layer's ``conv2d(x, weight, bias, out, stride, upsample, pad,
 num_threads)`` and ``conv2d_grad_weight(grad_out, x, grad_weight, stride, pad,
@@ -237,7 +248,13 @@ cdef extern from "fma_probe.h" nogil:
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "fma_probe"]
+__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
+           "fma_probe"]
+
+# A generous time of one multiply-add of ``correlate`` on one thread (the
+# baseline build, float64): what the public functions slice long calls by
+# (fastcalc._slices).
+CORRELATE_SECONDS_PER_TAP = 3e-10
 
 OPENMP = FASTCALC_OPENMP
 
@@ -263,7 +280,7 @@ cdef void _row(
     # image: the image of this output row's batch; out: the output row, of
     # which this writes columns [begin, end).
     cdef Py_ssize_t start = begin, stop, a, c, j, low, high, source_row
-    cdef floating weight
+    cdef floating weight, weighted_fill
     cdef bint inside
     while start < end:
         stop = min(end, start + _COLUMNS)
@@ -274,6 +291,7 @@ cdef void _row(
             inside = 0 <= source_row < height
             for c in range(kw):
                 weight = kernel[a * kw + c]
+                weighted_fill = weight * fill
                 # Output columns [low, high) read image columns j + c - left.
                 if inside:
                     low = min(stop, max(start, left - c))
@@ -281,11 +299,13 @@ cdef void _row(
                 else:
                     low = stop
                     high = stop
-                if fill != 0:
+                # Outside taps add nothing only if weight * fill is zero: an
+                # inf or NaN weight or fill gives NaN (0 * inf), as in the reference.
+                if weighted_fill != 0:
                     for j in range(start, low):
-                        out[j] += weight * fill
+                        out[j] += weighted_fill
                     for j in range(high, stop):
-                        out[j] += weight * fill
+                        out[j] += weighted_fill
                 if high > low:
                     _add(out + low, weight, image + source_row * width + low + c - left,
                          high - low)
@@ -356,7 +376,7 @@ cdef void _pair(
     cdef const floating* image_b = image + b * height * width
     cdef floating* out_i = out + (b * out_height + i) * out_width
     # Inside columns: 0 <= j - left and j + kw - 1 - left < width.
-    low = min(out_width, left)
+    low = min(out_width, max(0, left))
     high = max(low, min(out_width, width - kw + 1 + left))
     if high > low and i >= top and i + n - 1 - top + kh <= height:
         _fast_rows(image_b + (i - top) * width + low - left, width, kernel, kh, kw,
@@ -382,7 +402,8 @@ cdef void _correlate(
     cdef Py_ssize_t pairs_per_image = (out_height + 1) // 2
     cdef Py_ssize_t pairs = batch * pairs_per_image
     cdef Py_ssize_t pair
-    if num_threads == 1 or batch * out_height * out_width * kh * kw < _PARALLEL_MIN_WORK:
+    # The work in double: out.size * kernel.size may exceed the int range.
+    if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
         for pair in range(pairs):
             _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
                   out_width, pairs_per_image, pair)
@@ -408,6 +429,12 @@ cdef _apply(const floating[:, :, ::1] image, const floating[:, ::1] kernel,
 def correlate(image, kernel, out, Py_ssize_t top, Py_ssize_t left, double fillvalue,
               int num_threads):
     """out[b, i, j] = sum of kernel[a, c] * image[b, i + a - top, j + c - left], fillvalue outside."""
+    # Any offset is safe: one beyond the image reads only fill values, as one
+    # just beyond it does, so clamped to there it gives the same result, and
+    # every index the kernels compute stays within a few validated sizes.
+    cdef Py_ssize_t height = image.shape[1], width = image.shape[2]
+    top = min(max(top, -height), <Py_ssize_t>(out.shape[1] + kernel.shape[0]))
+    left = min(max(left, -width), <Py_ssize_t>(out.shape[2] + kernel.shape[1]))
     # Dispatch on the element size by hand: Cython's dispatcher for a fused def
     # function costs more than a small correlation.
     if image.itemsize == 4:

@@ -1,11 +1,12 @@
 """convolve2d / correlate2d: scipy.signal equivalence, batches, dtypes, layouts, errors."""
 
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
 import scipy.signal
-from helpers import kernel_modules, layouts, run_concurrently
+from helpers import assert_interrupted, kernel_modules, layouts, run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,6 +149,12 @@ def test_out():
      (np.ones((4, 4)), np.ones((2, 2)), {"mode": "wide"}, ValueError, "mode flags"),
      (np.ones((4, 4)), np.ones((2, 2)), {"boundary": "reflect"}, ValueError, "boundary flags"),
      (np.ones((4, 4)), np.ones((2, 2)), {"method": "winograd"}, ValueError, "method"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"mode": 2**70}, TypeError, "mode must be a string"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"boundary": ["fill"]}, TypeError, "boundary must be"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"method": None}, TypeError, "method must be a string"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"out": [[0.0] * 5] * 5}, TypeError, "out must be"),
+     (np.ones((4, 4)), np.ones((2, 2)), {"out": np.empty((5, 5), np.float16)}, ValueError,
+      "out has dtype float16, expected float64"),
      (np.ones((4, 4)), np.ones((2, 2)), {"fillvalue": [1, 2]}, ValueError, "fillvalue"),
      (np.ones((4, 4)), np.ones((5, 2)), {"mode": "valid"}, ValueError, "at least as large"),
      (np.ones((2, 4, 4)), np.ones((5, 5)), {"mode": "valid"}, ValueError, "at least as large")],
@@ -201,3 +208,250 @@ def test_thread_safety(backend, size):
     run_concurrently(work)
     for result, want in zip(results, expected, strict=True):
         np.testing.assert_array_equal(result, want)
+
+
+def sprinkled(rng, shape, dtype=np.float64):
+    """Normal values with about one in six replaced by inf, -inf or NaN."""
+    values = rng.standard_normal(shape).astype(dtype)
+    special = rng.random(shape) < 1 / 6
+    values[special] = rng.choice([np.inf, -np.inf, np.nan], size=int(special.sum()))
+    return values
+
+
+def assert_same_ieee(actual, expected, rtol):
+    """The same NaN, +inf and -inf positions; the finite values within ``rtol``."""
+    assert actual.shape == expected.shape
+    for pattern in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(pattern(actual), pattern(expected), err_msg=pattern.__name__)
+    finite = np.isfinite(expected)
+    assert_close(actual[finite], expected[finite], rtol)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_inf_and_nan_weights_and_fill_give_the_ieee_result(backend, method):
+    """Issue 15's reproducers: the fill taps meet an inf or NaN weight (0 * inf is NaN)."""
+    with np.errstate(invalid="ignore"):
+        expected = scipy.signal.correlate2d(np.ones((4, 4)), [[np.inf, 1], [1, 1]], "full")
+    result = fastcalc.correlate2d(np.ones((4, 4)), [[np.inf, 1], [1, 1]], "full",
+                                  method=method, backend=backend)
+    assert np.isnan(result[0]).all()
+    assert_same_ieee(result, expected, 1e-12)
+    np.testing.assert_array_equal(
+        fastcalc.correlate2d([[0.0]], [[0.0, np.nan]], method=method, backend=backend),
+        [[np.nan, np.nan]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.integers(1, 2), height=st.integers(1, 40), width=st.integers(1, 40),
+       kh=st.integers(1, 6), kw=st.integers(1, 6), corner=st.tuples(st.integers(0, 5),
+                                                                       st.integers(0, 5)),
+       fillvalue=st.sampled_from([0.0, 1.5, np.inf, -np.inf, np.nan]),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_compiled_kernels_give_the_references_ieee_result(batch, height, width, kh, kw, corner,
+                                                          fillvalue, dtype, threads, seed):
+    """Every compiled kernel and Cython ISA, on inf and NaN sprinkled over image and kernel."""
+    rng = np.random.default_rng(seed)
+    image, kernel = sprinkled(rng, (batch, height, width), dtype), sprinkled(rng, (kh, kw), dtype)
+    top, left = min(corner[0], kh - 1), min(corner[1], kw - 1)
+    expected = np.empty((batch, height + kh - 1 - top, width + kw - 1 - left), dtype)
+    reference.correlate(image, kernel, expected, top, left, fillvalue, 1)
+    for label, module in COMPILED.items():
+        out = np.zeros_like(expected)
+        module.correlate(image, kernel, out, top, left, fillvalue, threads)
+        assert_same_ieee(out, expected, 1e-5 if dtype == np.float32 else 1e-12), label
+
+
+@settings(max_examples=40, deadline=None)
+@given(height=st.integers(1, 30), width=st.integers(1, 30), kh=st.integers(1, 6),
+       kw=st.integers(1, 6), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same", "valid"]),
+       boundary=st.sampled_from(["fill", "wrap", "symm"]),
+       fillvalue=st.sampled_from([0.0, 2.0, np.inf, np.nan]), seed=st.integers(0, 2**16))
+def test_every_backend_and_method_agree_on_inf_and_nan(height, width, kh, kw, name, mode,
+                                                       boundary, fillvalue, seed):
+    ours, _ = FUNCTIONS[name]
+    rng = np.random.default_rng(seed)
+    image, kernel = sprinkled(rng, (height, width)), sprinkled(rng, (kh, kw))
+    arguments = (image, kernel, mode, boundary, fillvalue)
+    try:
+        expected = ours(*arguments, method="direct", backend="numpy")
+    except ValueError:  # "valid" with neither input the larger
+        return
+    for backend in fastcalc.available_backends():
+        for method in ("direct", "fft"):
+            assert_same_ieee(ours(*arguments, method=method, backend=backend), expected, 1e-12)
+
+
+class Subclass(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_out_has_the_result_dtype_and_any_layout_on_both_methods(backend, method):
+    """One rule: out has the result's shape and dtype (float16 for float16), any layout."""
+    rng = np.random.default_rng(8)
+    image, kernel = rng.standard_normal((2, 9, 8)), rng.standard_normal((3, 2))
+    expected = fastcalc.correlate2d(image, kernel, "same", method=method, backend=backend)
+    half = (image.astype(np.float16), kernel.astype(np.float16))
+    with pytest.raises(ValueError, match="out has dtype float32, expected float16"):
+        fastcalc.correlate2d(*half, "same", method=method, backend=backend,
+                             out=np.empty((2, 9, 8), np.float32))
+    with pytest.raises(ValueError, match="out has dtype float32, expected float64"):
+        fastcalc.correlate2d(image, kernel, "same", method=method, backend=backend,
+                             out=np.empty((2, 9, 8), np.float32))
+    as_float16 = np.empty((2, 9, 8), np.float16)
+    assert fastcalc.correlate2d(*half, "same", method=method, backend=backend,
+                                out=as_float16) is as_float16
+    np.testing.assert_array_equal(
+        as_float16, fastcalc.correlate2d(*half, "same", method=method, backend=backend))
+    for label, out in {"big-endian": np.empty((2, 9, 8), ">f8"),
+                       "Fortran": np.empty((2, 9, 8), order="F"),
+                       "subclass": np.empty((2, 9, 8)).view(Subclass),
+                       "strided subclass": np.empty((2, 9, 16)).view(Subclass)[..., ::2]}.items():
+        result = fastcalc.correlate2d(image, kernel, "same", method=method, backend=backend,
+                                      out=out)
+        assert result is out, label
+        np.testing.assert_array_equal(out, expected, err_msg=label)
+
+
+@pytest.mark.parametrize(("fillvalue", "error", "match"),
+                         [(10**400, ValueError, "fillvalue .* beyond the range"),
+                          (1j, TypeError, "fillvalue must be a real number"),
+                          ("1", TypeError, "fillvalue must be a real number"),
+                          (None, TypeError, "fillvalue must be a real number"),
+                          ([1.0, 2.0], ValueError, "fillvalue must be scalar")])
+def test_bad_fillvalue_is_named(fillvalue, error, match):
+    with pytest.raises(error, match=match):
+        fastcalc.correlate2d(np.ones((4, 4)), np.ones((2, 2)), fillvalue=fillvalue)
+
+
+def test_huge_fillvalues_are_numbers():
+    """A Python int beyond int64 is a number; beyond float32, float32 computes with inf."""
+    np.testing.assert_array_equal(
+        fastcalc.correlate2d(np.zeros((1, 1)), np.ones((1, 2)), fillvalue=2**70), [[2.0**70] * 2])
+    assert np.isposinf(fastcalc.correlate2d(np.zeros((1, 1), np.float32),
+                                            np.ones((1, 2), np.float32), fillvalue=1e300)[0, 0])
+
+
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("offsets", [(2**62, 0), (0, 2**62), (-2**62, 1), (1, -2**62),
+                                     (2**63 - 1, -2**63)])
+def test_compiled_kernels_read_only_the_fill_for_offsets_beyond_the_image(implementation,
+                                                                          offsets):
+    """Any top/left is safe (no index wraps around): beyond the image there is only fill."""
+    rng = np.random.default_rng(9)
+    image, kernel = rng.standard_normal((2, 5, 6)), rng.standard_normal((3, 4))
+    out = np.full((2, 7, 9), np.nan)
+    COMPILED[implementation].correlate(image, kernel, out, *offsets, -1.5, 1)
+    expected = np.empty_like(out)
+    in_range = [offset if abs(offset) < 2**10 else out.shape[axis + 1] + kernel.shape[axis]
+                for axis, offset in enumerate(offsets)]
+    reference.correlate(image, kernel, expected, *in_range, -1.5, 1)
+    assert_close(out, expected, 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 25), width=st.integers(1, 25),
+       kh=st.integers(1, 6), kw=st.integers(1, 6), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same", "valid"]),
+       boundary=st.sampled_from(["fill", "wrap", "symm"]),
+       method=st.sampled_from(["direct", "fft"]), cuts=st.data())
+def test_slices_leave_the_result_bit_identical(batch, height, width, kh, kw, name, mode,
+                                               boundary, method, cuts):
+    """Slices of whole images or of bands of rows, wherever they fall, change no bit."""
+    ours, _ = FUNCTIONS[name]
+    rng = np.random.default_rng(10)
+    images, kernel = rng.standard_normal((batch, height, width)), rng.standard_normal((kh, kw))
+    if mode == "valid" and (kh > height or kw > width):
+        return
+    arguments = (images, kernel, mode, boundary, 0.5)
+
+    def run_in_random_slices(run, items, seconds_per_item, *, align=1):
+        bounds = sorted(set(cuts.draw(st.lists(st.integers(1, max(1, items - 1)), max_size=6))))
+        for start, stop in zip([0, *bounds], [*bounds, items], strict=True):
+            if start < stop:
+                run(start, stop)
+
+    for backend in fastcalc.available_backends():
+        whole = ours(*arguments, method=method, backend=backend)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fastcalc._slices, "run_in_slices", run_in_random_slices)
+            np.testing.assert_array_equal(ours(*arguments, method=method, backend=backend),
+                                          whole, err_msg=backend)
+
+
+def test_a_long_call_is_sliced_and_a_short_one_is_not(monkeypatch):
+    calls = []
+    kernel = fastcalc.convolution._dispatch.kernel("convolution", "correlate", "numpy", ())
+
+    def counting(*arguments):
+        calls.append(arguments[2].shape)
+        kernel(*arguments)
+
+    monkeypatch.setattr(fastcalc.convolution._dispatch, "kernel",
+                        lambda family, name, *rest: counting if name == "correlate"
+                        else 1e-3)  # a millisecond per multiply-add: every call is long
+    image = np.random.default_rng(11).standard_normal((2, 30, 20))
+    fastcalc.correlate2d(image, np.ones((3, 3)), "same")
+    assert len(calls) > 1 and sum(shape[0] * shape[1] for shape in calls) == 60
+    calls.clear()
+    monkeypatch.setattr(fastcalc.convolution._dispatch, "kernel",
+                        lambda family, name, *rest: counting if name == "correlate" else 1e-15)
+    fastcalc.correlate2d(image, np.ones((3, 3)), "same")
+    assert calls == [(2, 30, 20)]
+
+
+# (setup, call) per backend and method: a huge image or a large batch, one
+# call of several seconds on this backend.
+LONG_CALLS = {
+    "numpy": ("image, kernel = np.ones((2048, 2048)), np.ones((13, 13))",
+              'correlate2d(image, kernel, "same", method="direct", backend="numpy", out=out)'),
+    "numba": ("image, kernel = np.ones((32, 1024, 1024)), np.ones((25, 25))",
+              'correlate2d(image, kernel, "same", method="direct", backend="numba", out=out)'),
+    "cython": ("image, kernel = np.ones((8192, 8192)), np.ones((27, 27))",
+               'convolve2d(image, kernel, "same", method="direct", backend="cython", out=out)'),
+    "fft": ("image, kernel = np.ones((6144, 6144), np.float32), np.ones((45, 45), np.float32)",
+            'correlate2d(image, kernel, "same", method="fft", out=out)'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_CALLS))
+def test_ctrl_c_interrupts_a_long_call(case):
+    """SIGINT stops the call partway: ``out`` is then partially written.
+
+    A call that reacted only once done would leave no NaN in ``out``; one
+    whose work is a single uninterruptible step (an FFT of the whole image)
+    would have written nothing.
+    """
+    if case in ("numba", "cython") and case not in fastcalc.available_backends():
+        pytest.skip(f"{case} is not available")
+    setup, call = LONG_CALLS[case]
+    assert_interrupted(f"""
+import numpy as np
+from fastcalc import convolve2d, correlate2d
+{setup}
+out = np.empty_like(image)
+""", f"""
+out[...] = np.nan
+try:
+    {call}
+except KeyboardInterrupt:
+    written = ~np.isnan(out)
+    assert written.any() and not written.all(), f"{{written.mean():.0%}} written"
+    raise
+""")
+
+
+def test_the_fft_method_needs_less_memory_than_its_output():
+    """The tiles' memory, not copies of the image (1.4 GB for a 256 MB image before)."""
+    image, kernel = np.ones((2048, 2048), np.float32), np.ones((45, 45), np.float32)
+    out = np.empty_like(image)
+    fastcalc.correlate2d(image, kernel, "same", method="fft", out=out)
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    try:
+        fastcalc.correlate2d(image, kernel, "same", method="fft", out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < out.nbytes / 2, f"{peak / out.nbytes:.2f} x the output"

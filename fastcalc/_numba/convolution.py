@@ -6,9 +6,14 @@ Same names and signatures as :mod:`fastcalc.reference.convolution`.
 image_row[...]`` for every tap: the innermost loop runs along columns with
 unit stride, which LLVM vectorizes, and the threads share out the rows.
 Taps that fall outside the image add ``kernel[a, c] * fillvalue`` instead, so
-no padded copy is made.  (An inner dot product per output element, or an
-index that may be negative, keeps LLVM from vectorizing and runs ~10x
-slower.)
+no padded copy is made (skipped only when that product is zero: an inf or
+NaN weight or fill gives NaN, as in the reference).  (An inner dot product
+per output element, or an index that may be negative, keeps LLVM from
+vectorizing and runs ~10x slower.)  Indices are sums of array sizes and of
+``top`` and ``left``, which ``correlate`` clamps to [-H, Ho + kh] and [-W,
+Wo + kw] (beyond, a tap reads only the fill value, as just beyond): none can
+overflow, and the slices and the ``inside`` test keep every access inside
+its array whatever offsets the caller passes.
 
 ``conv2d`` and ``conv2d_grad_weight`` copy one image at a time into a
 per-thread, zero-initialised buffer (rather than padding the whole batch:
@@ -51,9 +56,12 @@ from numba import njit, prange
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate"]
+__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate"]
 
 PARALLEL_MIN_WORK = 200_000  # multiply-adds below which one thread is faster
+# A generous time of one multiply-add of ``correlate`` on one thread: what the
+# public functions slice long calls by (fastcalc._slices).
+CORRELATE_SECONDS_PER_TAP = 5e-10
 _COLUMNS = 1024  # output columns per pass: the row chunk stays in L1 for all taps
 _RUN = 1024  # canvas positions per conv2d pass: its four accumulator rows stay in L1
 
@@ -84,12 +92,15 @@ def _row(image, kernel, out, top, left, fillvalue, batch, row):
             inside = 0 <= source_row < height
             for c in range(kw):
                 weight = kernel[a, c]
+                weighted_fill = weight * fillvalue
                 # Output columns [low, high) read image columns j + c - left.
                 low = min(stop, max(start, left - c)) if inside else stop
                 high = max(low, min(stop, width + left - c)) if inside else stop
-                if fillvalue != 0:
-                    chunk[:low - start] += weight * fillvalue
-                    chunk[high - start:] += weight * fillvalue
+                # Outside taps add nothing only if weight * fillvalue is zero: an
+                # inf or NaN weight or fill gives NaN (0 * inf), as in the reference.
+                if weighted_fill != 0:
+                    chunk[:low - start] += weighted_fill
+                    chunk[high - start:] += weighted_fill
                 if high > low:
                     _add(chunk[low - start:high - start], weight,
                          image[batch, source_row, low + c - left:high + c - left])
@@ -110,6 +121,11 @@ def _parallel(image, kernel, out, top, left, fillvalue):
 
 
 def correlate(image, kernel, out, top, left, fillvalue, num_threads):
+    # Any offset is safe: one beyond the image reads only fill values, as one
+    # just beyond it does, so clamped to there it gives the same result, and
+    # every index _row computes stays within a few validated sizes.
+    top = min(max(top, -image.shape[1]), out.shape[1] + kernel.shape[0])
+    left = min(max(left, -image.shape[2]), out.shape[2] + kernel.shape[1])
     fill = image.dtype.type(fillvalue)
     if num_threads > 1 and out.size * kernel.size >= PARALLEL_MIN_WORK:
         parallel_call(_parallel, num_threads, image, kernel, out, top, left, fill)

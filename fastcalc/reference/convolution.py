@@ -8,8 +8,11 @@ j + c - left]``, where X is the image surrounded by ``fillvalue``: every mode of
 :func:`fastcalc.correlate2d` and :func:`fastcalc.convolve2d` with the "fill"
 boundary is one call (the public functions pick ``top``, ``left`` and the
 output size, and flip the kernel for convolution); "wrap" and "symm" pad the
-image first and call it with ``top = left = 0``.  ``num_threads`` is accepted
-for the common signature.
+image first and call it with ``top = left = 0``; the public functions pass
+``0 <= top < kh`` and ``0 <= left < kw`` (a band of output rows of a long
+call comes with the image rows it reads and ``top`` shifted to match, still
+in that range).  The compiled kernels accept any ``top`` and ``left``.
+``num_threads`` is accepted for the common signature.
 
 The CNN layer's kernels take an image batch ``x`` (N, C, H, W) and see it
 through a *geometry*: ``upsample`` (uh, uw) puts uh - 1 zero rows (uw - 1
@@ -36,7 +39,12 @@ P[n, c, i * sh + a, j * sw + b]`` (with ``upsample=(1, 1)``): the gradient of
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "seed_convolve2d"]
+__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
+           "seed_convolve2d"]
+
+# A generous time of one multiply-add of ``correlate`` on one thread (a pass
+# over the output per tap): what the public functions slice long calls by.
+CORRELATE_SECONDS_PER_TAP = 5e-9
 
 
 def correlate(image, kernel, out, top, left, fillvalue, num_threads):
@@ -46,9 +54,10 @@ def correlate(image, kernel, out, top, left, fillvalue, num_threads):
     columns = (left, max(0, width + kw - 1 - left - image.shape[2]))
     padded = np.pad(image, [(0, 0), rows, columns], constant_values=fillvalue)
     out[...] = 0
-    for a in range(kh):
-        for c in range(kw):
-            out += kernel[a, c] * padded[:, a:a + height, c:c + width]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf and NaN silently, as compiled
+        for a in range(kh):
+            for c in range(kw):
+                out += kernel[a, c] * padded[:, a:a + height, c:c + width]
 
 
 def canvas(x, kernel_shape, out_shape, stride, upsample, pad):
