@@ -192,8 +192,10 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, layer, thre
                     (stride, (1, 1), (ph, pw))),
         "upsampled": ("conv2d", (grad_out, flipped, rng.standard_normal(c).astype(dtype)),
                       x.shape, ((1, 1), stride, (kh - 1 - ph, kw - 1 - pw))),
-        "weight gradient": ("conv2d_grad_weight", (grad_out, x), weight.shape,
-                            (stride, (ph, pw))),
+        "weight gradient": ("conv2d_grad_weight", (grad_out, x), (n, *weight.shape),
+                            (1, stride, (ph, pw))),
+        "weight gradient in blocks of 2": ("conv2d_grad_weight", (grad_out, x),
+                                           (-(-n // 2), *weight.shape), (2, stride, (ph, pw))),
     }
     for label, (name, inputs, shape, geometry) in calls.items():
         expected = np.empty(shape, dtype)
