@@ -21,7 +21,8 @@
  * Weight gradient: for each (c, a) and group of up to FC_GW_BB taps b, a
  * tile of FC_GW_FB filters x FC_GW_BB taps is summed in registers over all
  * output positions of the image (grad_out vectors times canvas vectors),
- * then reduced across lanes into the thread's partial gradient.
+ * then reduced across lanes into the partial gradient of the image's block
+ * (convolution.pyx: the same sums in the same order for any thread count).
  */
 #ifndef FASTCALC_CONV2D_H
 #define FASTCALC_CONV2D_H
