@@ -341,7 +341,7 @@ def conv2d(
                (1, 1), layer.padding, threads)
 
     if out.size:
-        _slices.run_in_slices(run, len(out), layer.seconds_per_image)
+        _slices.run_in_slices(run, len(out), _seconds_per_image(layer, backend, out.shape[2:]))
     return out.astype(layer.result_dtype, copy=False)
 
 
@@ -403,10 +403,8 @@ def conv2d_backward(
     grad_x = np.empty(layer.x.shape, layer.compute)
     threads = _dispatch.kernel_threads()
     if grad_x.size and gradient.size:
-        # The input gradient's work is per input position (the forward kernel's, per output).
-        _slices.run_in_slices(_input_gradient(layer, backend, grad_x, threads), len(grad_x),
-                              layer.seconds_per_image * grad_x[0, 0].size
-                              / max(1, gradient[0, 0].size))
+        run, seconds = _input_gradient(layer, backend, grad_x, threads)
+        _slices.run_in_slices(run, len(grad_x), seconds)
     else:
         grad_x[...] = 0
     if layer.weight.size and gradient.size:
@@ -420,7 +418,8 @@ def conv2d_backward(
 
 
 def _input_gradient(layer, backend, grad_x, threads):
-    """``run(start, stop)``: ``grad_x`` of images ``start`` to ``stop - 1``.
+    """``(run, seconds)``: ``run(start, stop)`` writes ``grad_x`` of images ``start`` to
+    ``stop - 1``, in about ``seconds`` per image at most.
 
     The input gradient scatters grad_out back through the windows: a
     stride-1 correlation of grad_out, spread out by the stride and padded,
@@ -442,7 +441,7 @@ def _input_gradient(layer, backend, grad_x, threads):
         def run(start, stop):
             forward(gradient[start:stop], flipped, zeros, grad_x[start:stop], (1, 1),
                     layer.stride, (kh - 1 - ph, kw - 1 - pw), threads)
-        return run
+        return run, _seconds_per_image(layer, backend, grad_x.shape[2:])
     height, width = grad_x.shape[2:]
     taps = [(a, b, _landing(gradient.shape[2], layer.stride[0], a, ph, height),
              _landing(gradient.shape[3], layer.stride[1], b, pw, width))
@@ -455,7 +454,7 @@ def _input_gradient(layer, backend, grad_x, threads):
             products = np.tensordot(gradient[start:stop, :, out_rows, out_columns],
                                     weight[:, :, a, b], axes=(1, 0))  # (n, i, j, c)
             target[:, :, rows, columns] += products.transpose(0, 3, 1, 2)
-    return scatter
+    return scatter, _seconds_per_image(layer, "numpy", gradient.shape[2:])
 
 
 def _landing(out_size, stride, tap, pad, size):
@@ -490,7 +489,8 @@ def _weight_gradient(layer, backend, threads):
                partial[start // block:-(-stop // block)], block, layer.stride, layer.padding,
                threads)
 
-    _slices.run_in_slices(run, images, layer.seconds_per_image, align=block)
+    _slices.run_in_slices(run, images, _seconds_per_image(layer, backend, layer.out_shape[2:]),
+                          align=block)
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in the kernels
         return partial.sum(axis=0)
 
@@ -499,13 +499,24 @@ def _weight_gradient(layer, backend, threads):
 # partial sums at most this many elements (unless one block is more).
 _GRAD_BLOCKS = 64
 _GRAD_BLOCK_ELEMENTS = 1 << 22
-# A floor under every kernel's speed, in multiply-adds per second of one
-# call (its slowest path: scalar code on rows narrower than a vector, or the
-# numpy backend's im2col): what run_in_slices first expects of a slice.
-_SLOWEST_MULTIPLY_ADDS = 1e9
+# Rows at least this wide run the compiled kernels' vector code.
+_WIDE_ROWS = 16
 # The spread-out grad_out of the input gradient may hold this many times
 # the elements of one image of x and of grad_out together.
 _SPREAD_RATIO = 4
+
+
+def _seconds_per_image(layer, backend, out_shape):
+    """A generous estimate of one image's time in a kernel call writing (Ho, Wo) ``out_shape``.
+
+    Each output position costs one multiply-add per weight (F * C * kh * kw,
+    or C * F * kh * kw for the input gradient); each backend says how long
+    one takes at most, on rows of vector width and on narrower ones.
+    """
+    wide, narrow = _dispatch.kernel("convolution", "CONV2D_SECONDS_PER_MULTIPLY_ADD", backend,
+                                    _AUTO_ORDER)
+    return (layer.weight.size * out_shape[0] * out_shape[1]
+            * (wide if out_shape[1] >= _WIDE_ROWS else narrow))
 
 
 def _memory_bytes() -> int:
@@ -572,8 +583,6 @@ class _Layer:
         # A stride beyond padded - k + 1 gives the same single output row (column).
         self.stride = (min(stride[0], padded[0] - kh + 1), min(stride[1], padded[1] - kw + 1))
         out_height, out_width = self.out_shape[2:]
-        self.seconds_per_image = (filters.size * out_height * out_width
-                                  / _SLOWEST_MULTIPLY_ADDS)
         spread = filters.shape[0] * (height + kh - 1) * (width + kw - 1)
         self.spread_fits = spread <= _SPREAD_RATIO * (
             channels * height * width + filters.shape[0] * out_height * out_width)

@@ -239,7 +239,14 @@ cdef extern from "fma_probe.h" nogil:
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "fma_probe"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "conv2d", "conv2d_grad_weight", "correlate",
+           "fma_probe"]
+
+# A generous time per multiply-add of conv2d and its weight gradient, on rows
+# at least 16 wide and on narrower ones (scalar code): a little slower than
+# the slowest measured on one loaded core, float32 and float64 (1.6 and 0.14
+# GMAC/s).  The public functions slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (2.5e-10, 1e-8)
 
 OPENMP = FASTCALC_OPENMP
 

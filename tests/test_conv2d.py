@@ -664,8 +664,7 @@ def test_gradients_are_bit_identical_for_any_thread_count_and_slicing(backend, d
         fastcalc.set_num_threads(threads)
         runs[f"{threads} threads"] = fastcalc.conv2d_backward(grad_out, x, weight, (2, 1), 1,
                                                               backend=backend)
-    # Slices of one image at a time (every call estimated long, every slice short).
-    monkeypatch.setattr(fastcalc.convolution, "_SLOWEST_MULTIPLY_ADDS", 1.0)
+    # Slices of one block of images at a time (every slice aiming at a nanosecond).
     monkeypatch.setattr(_slices, "SLICE_SECONDS", 1e-9)
     runs["sliced"] = fastcalc.conv2d_backward(grad_out, x, weight, (2, 1), 1, backend=backend)
     for label, results in runs.items():
@@ -676,7 +675,6 @@ def test_gradients_are_bit_identical_for_any_thread_count_and_slicing(backend, d
 def test_a_sliced_forward_pass_equals_a_whole_one(backend, monkeypatch):
     x, weight, _ = bit_identity_problem(np.float64)
     expected = fastcalc.conv2d(x, weight, None, 2, 1, backend=backend)
-    monkeypatch.setattr(fastcalc.convolution, "_SLOWEST_MULTIPLY_ADDS", 1.0)
     monkeypatch.setattr(_slices, "SLICE_SECONDS", 1e-9)
     np.testing.assert_array_equal(fastcalc.conv2d(x, weight, None, 2, 1, backend=backend),
                                   expected)

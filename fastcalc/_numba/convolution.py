@@ -53,7 +53,13 @@ from numba import njit, prange
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "conv2d", "conv2d_grad_weight", "correlate"]
+
+# A generous time per multiply-add of conv2d and its weight gradient, on rows
+# at least 16 wide and on narrower ones: a little slower than the slowest
+# measured on one loaded core, float32 and float64 (1.9 and 0.7 GMAC/s).  The
+# public functions slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (2.5e-10, 2e-9)
 
 PARALLEL_MIN_WORK = 200_000  # multiply-adds below which one thread is faster
 _COLUMNS = 1024  # output columns per pass: the row chunk stays in L1 for all taps

@@ -39,7 +39,14 @@ caller, make it the same bit for bit for any thread count.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["conv2d", "conv2d_grad_weight", "correlate", "seed_convolve2d"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "conv2d", "conv2d_grad_weight", "correlate",
+           "seed_convolve2d"]
+
+# A generous time per multiply-add of conv2d and its weight gradient (wide
+# rows, narrow rows): a little slower than the slowest measured on one loaded
+# core (the weight gradient's im2col, 0.05 GMAC/s).  The public functions
+# slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (4e-8, 4e-8)
 
 
 def correlate(image, kernel, out, top, left, fillvalue, num_threads):
