@@ -8,6 +8,7 @@ of a CNN (``torch.nn.functional.conv2d`` and its gradients).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -447,7 +448,9 @@ def conv2d(
     bias : array_like, shape (F,), optional
         Added to every output position of each filter.
     stride : int or (int, int)
-        Step (sh, sw) between output positions; at least 1.
+        Step (sh, sw) between output positions; at least 1.  Any Python or
+        numpy integer: a stride beyond the padded input gives one output row
+        (column), like the largest stride that does.
     padding : int or (int, int)
         Zero rows (ph) and columns (pw) added on each side; at least 0.
     backend : {"auto", "numpy", "numba", "cython"}, optional
@@ -471,7 +474,12 @@ def conv2d(
     ValueError
         ``x`` or ``weight`` not 4-D, their channel counts differing, ``bias``
         not of shape (F,), an empty kernel or one larger than the padded
-        input, ``stride`` < 1, ``padding`` < 0.
+        input, ``stride`` < 1, ``padding`` < 0, or a padding so large that
+        one padded image or the output would not fit in this machine's
+        memory (checked before anything is allocated).
+    KeyboardInterrupt
+        On Ctrl-C: a long call runs in slices of images, and a SIGINT is
+        honoured between two slices.
 
     Notes
     -----
@@ -489,9 +497,14 @@ def conv2d(
     layer = _Layer(x, weight, bias, stride, padding)
     out = np.empty(layer.out_shape, layer.compute)
     kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+    threads = _dispatch.kernel_threads()
+
+    def run(start, stop):
+        kernel(layer.x[start:stop], layer.weight, layer.bias, out[start:stop], layer.stride,
+               (1, 1), layer.padding, threads)
+
     if out.size:
-        kernel(layer.x, layer.weight, layer.bias, out, layer.stride, (1, 1), layer.padding,
-               _dispatch.kernel_threads())
+        _slices.run_in_slices(run, len(out), _seconds_per_image(layer, backend, out.shape[2:]))
     return out.astype(layer.result_dtype, copy=False)
 
 
@@ -508,7 +521,9 @@ def conv2d_backward(
 
     The exact gradients of ``sum(grad_out * conv2d(x, weight, bias, stride,
     padding))`` with respect to ``x``, ``weight`` and ``bias`` (the bias
-    itself does not enter them), as torch's autograd computes them.
+    itself does not enter them), as torch's autograd computes them: an input
+    the layer never reads (between strided windows) gets 0, whatever the
+    weights, and a non-finite weight reaches only the inputs under it.
 
     Parameters
     ----------
@@ -523,10 +538,12 @@ def conv2d_backward(
     grad_weight : ndarray, shape (F, C, kh, kw)
     grad_bias : ndarray, shape (F,)
         In the dtype :func:`conv2d` returns for ``x`` and ``weight``.
+        ``grad_weight`` and ``grad_bias`` are bit-identical for any thread
+        count (sums over fixed blocks of images, added in a fixed order).
 
     Raises
     ------
-    TypeError, ValueError
+    TypeError, ValueError, KeyboardInterrupt
         As :func:`conv2d`; and ValueError if ``grad_out`` does not have the
         shape of the layer's output.
 
@@ -546,34 +563,143 @@ def conv2d_backward(
     """
     layer = _Layer(x, weight, None, stride, padding, grad_out)
     gradient = layer.grad_out
-    (kh, kw), (ph, pw) = layer.weight.shape[2:], layer.padding
     grad_x = np.empty(layer.x.shape, layer.compute)
-    grad_weight = np.empty(layer.weight.shape, layer.compute)
     threads = _dispatch.kernel_threads()
-    forward = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
-    grad_weight_kernel = _dispatch.kernel("convolution", "conv2d_grad_weight", backend,
-                                          _AUTO_ORDER)
     if grad_x.size and gradient.size:
-        # The input gradient scatters grad_out back through the windows: a
-        # stride-1 correlation of grad_out, spread out by the stride and padded,
-        # with the flipped filters, input and output channels swapped.
-        flipped = np.ascontiguousarray(layer.weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        forward(gradient, flipped, np.zeros(flipped.shape[0], layer.compute), grad_x, (1, 1),
-               layer.stride, (kh - 1 - ph, kw - 1 - pw), threads)
+        run, seconds = _input_gradient(layer, backend, grad_x, threads)
+        _slices.run_in_slices(run, len(grad_x), seconds)
     else:
         grad_x[...] = 0
-    if grad_weight.size and gradient.size:
-        grad_weight_kernel(gradient, layer.x, grad_weight, layer.stride, layer.padding, threads)
+    if layer.weight.size and gradient.size:
+        grad_weight = _weight_gradient(layer, backend, threads)
     else:
-        grad_weight[...] = 0
+        grad_weight = np.zeros(layer.weight.shape, layer.compute)
     grad_bias = gradient.sum(axis=(0, 2, 3))
     dtype = layer.result_dtype
     return (grad_x.astype(dtype, copy=False), grad_weight.astype(dtype, copy=False),
             grad_bias.astype(dtype, copy=False))
 
 
+def _input_gradient(layer, backend, grad_x, threads):
+    """``(run, seconds)``: ``run(start, stop)`` writes ``grad_x`` of images ``start`` to
+    ``stop - 1``, in about ``seconds`` per image at most.
+
+    The input gradient scatters grad_out back through the windows: a
+    stride-1 correlation of grad_out, spread out by the stride and padded,
+    with the flipped filters, input and output channels swapped (the forward
+    kernel).  That correlation also multiplies the weights by the zeros it
+    spreads and pads with: exact for finite weights, but an inf or NaN would
+    turn them into NaN at inputs the layer never reads.  With a non-finite
+    weight, or filters so many more than channels that the spread-out
+    grad_out (F channels at the input's size) would outweigh the arrays of
+    the call, the windows are scattered tap by tap instead.
+    """
+    (kh, kw), (ph, pw) = layer.weight.shape[2:], layer.padding
+    gradient, weight = layer.grad_out, layer.weight
+    if np.isfinite(weight).all() and layer.spread_fits:
+        forward = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+        flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        zeros = np.zeros(flipped.shape[0], layer.compute)
+
+        def run(start, stop):
+            forward(gradient[start:stop], flipped, zeros, grad_x[start:stop], (1, 1),
+                    layer.stride, (kh - 1 - ph, kw - 1 - pw), threads)
+        return run, _seconds_per_image(layer, backend, grad_x.shape[2:])
+    height, width = grad_x.shape[2:]
+    taps = [(a, b, _landing(gradient.shape[2], layer.stride[0], a, ph, height),
+             _landing(gradient.shape[3], layer.stride[1], b, pw, width))
+            for a in range(kh) for b in range(kw)]
+
+    def scatter(start, stop):
+        target = grad_x[start:stop]
+        target[...] = 0
+        for a, b, (out_rows, rows), (out_columns, columns) in taps:
+            products = np.tensordot(gradient[start:stop, :, out_rows, out_columns],
+                                    weight[:, :, a, b], axes=(1, 0))  # (n, i, j, c)
+            target[:, :, rows, columns] += products.transpose(0, 3, 1, 2)
+    return scatter, _seconds_per_image(layer, "numpy", gradient.shape[2:])
+
+
+def _landing(out_size, stride, tap, pad, size):
+    """``(outputs, inputs)``: the output indices whose ``tap`` lands in x, and where, as slices.
+
+    Output i reads padded index ``i * stride + tap``, input ``i * stride + tap - pad``.
+    """
+    first = max(0, -((tap - pad) // stride))  # ceil((pad - tap) / stride)
+    stop = min(out_size, (size - 1 + pad - tap) // stride + 1)
+    if stop <= first:
+        return slice(0, 0), slice(0, 0)
+    begin = first * stride + tap - pad
+    return slice(first, stop), slice(begin, begin + (stop - first - 1) * stride + 1, stride)
+
+
+def _weight_gradient(layer, backend, threads):
+    """grad_weight: sums over fixed blocks of images, added up in order.
+
+    The blocks depend only on the shapes, never on the thread count or on
+    where a slice ends, so the result is the same bit for bit whatever both.
+    """
+    kernel = _dispatch.kernel("convolution", "conv2d_grad_weight", backend, _AUTO_ORDER)
+    images, weight_size = len(layer.x), layer.weight.size
+    # At most _GRAD_BLOCKS blocks (enough for every thread to take whole
+    # ones), fewer when their partial sums would outweigh _GRAD_BLOCK_ELEMENTS.
+    blocks = max(1, min(images, _GRAD_BLOCKS, _GRAD_BLOCK_ELEMENTS // weight_size))
+    block = -(-images // blocks)
+    partial = np.empty((-(-images // block), *layer.weight.shape), layer.compute)
+
+    def run(start, stop):
+        kernel(layer.grad_out[start:stop], layer.x[start:stop],
+               partial[start // block:-(-stop // block)], block, layer.stride, layer.padding,
+               threads)
+
+    _slices.run_in_slices(run, images, _seconds_per_image(layer, backend, layer.out_shape[2:]),
+                          align=block)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in the kernels
+        return partial.sum(axis=0)
+
+
+# The weight gradient's blocks of images: at most this many, and their
+# partial sums at most this many elements (unless one block is more).
+_GRAD_BLOCKS = 64
+_GRAD_BLOCK_ELEMENTS = 1 << 22
+# Rows at least this wide run the compiled kernels' vector code.
+_WIDE_ROWS = 16
+# The spread-out grad_out of the input gradient may hold this many times
+# the elements of one image of x and of grad_out together.
+_SPREAD_RATIO = 4
+
+
+def _seconds_per_image(layer, backend, out_shape):
+    """A generous estimate of one image's time in a kernel call writing (Ho, Wo) ``out_shape``.
+
+    Each output position costs one multiply-add per weight (F * C * kh * kw,
+    or C * F * kh * kw for the input gradient); each backend says how long
+    one takes at most, on rows of vector width and on narrower ones.
+    """
+    wide, narrow = _dispatch.kernel("convolution", "CONV2D_SECONDS_PER_MULTIPLY_ADD", backend,
+                                    _AUTO_ORDER)
+    return (layer.weight.size * out_shape[0] * out_shape[1]
+            * (wide if out_shape[1] >= _WIDE_ROWS else narrow))
+
+
+def _memory_bytes() -> int:
+    """This machine's memory: what one array can at most take."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return np.iinfo(np.intp).max
+
+
+_MEMORY_BYTES = _memory_bytes()
+
+
 class _Layer:
-    """The validated arguments of a conv2d call: contiguous, native, one dtype."""
+    """The validated arguments of a conv2d call: contiguous, native, one dtype.
+
+    ``stride`` is clamped to the padded input: the output depends on it only
+    up to there, so every kernel sees a stride, and sizes, bounded by the
+    padded input.
+    """
 
     def __init__(self, x, weight, bias, stride, padding, grad_out=None):
         named = {"x": x, "weight": weight}
@@ -594,22 +720,35 @@ class _Layer:
         if bias is not None and arrays["bias"].shape != filters.shape[:1]:
             raise ValueError(f"bias must have shape ({filters.shape[0]},) for weight "
                              f"{filters.shape}, got {arrays['bias'].shape}")
-        self.stride = _pair(stride, "stride", 1)
+        stride = _pair(stride, "stride", 1)
         self.padding = _pair(padding, "padding", 0)
-        (kh, kw), (height, width) = filters.shape[2:], image.shape[2:]
+        (kh, kw), (channels, height, width) = filters.shape[2:], image.shape[1:]
         padded = (height + 2 * self.padding[0], width + 2 * self.padding[1])
         if kh == 0 or kw == 0 or kh > padded[0] or kw > padded[1]:
             raise ValueError(f"the kernel of weight {filters.shape} must be non-empty and fit "
                              f"in the padded input of x {image.shape}: {padded[0]} x {padded[1]} "
                              f"with padding {self.padding}")
         self.out_shape = (image.shape[0], filters.shape[0],
-                          (padded[0] - kh) // self.stride[0] + 1,
-                          (padded[1] - kw) // self.stride[1] + 1)
+                          (padded[0] - kh) // stride[0] + 1, (padded[1] - kw) // stride[1] + 1)
+        itemsize = self.compute.itemsize
+        padded_bytes = max(channels, 1) * padded[0] * padded[1] * itemsize
+        out_bytes = np.prod(self.out_shape, dtype=object) * itemsize
+        if max(padded_bytes, out_bytes) > _MEMORY_BYTES:
+            raise ValueError(f"padding {self.padding} is too large: one padded image of x "
+                             f"{image.shape} ({padded_bytes} bytes) or the output "
+                             f"{self.out_shape} ({out_bytes} bytes) would exceed this "
+                             f"machine's memory ({_MEMORY_BYTES} bytes)")
         if grad_out is not None and arrays["grad_out"].shape != self.out_shape:
             raise ValueError(f"grad_out must have the shape of the layer's output "
                              f"{self.out_shape} (x {image.shape}, weight {filters.shape}, "
-                             f"stride {self.stride}, padding {self.padding}), "
+                             f"stride {stride}, padding {self.padding}), "
                              f"got {arrays['grad_out'].shape}")
+        # A stride beyond padded - k + 1 gives the same single output row (column).
+        self.stride = (min(stride[0], padded[0] - kh + 1), min(stride[1], padded[1] - kw + 1))
+        out_height, out_width = self.out_shape[2:]
+        spread = filters.shape[0] * (height + kh - 1) * (width + kw - 1)
+        self.spread_fits = spread <= _SPREAD_RATIO * (
+            channels * height * width + filters.shape[0] * out_height * out_width)
         contiguous = {name: np.ascontiguousarray(array, dtype=self.compute)
                       for name, array in arrays.items()}
         self.x, self.weight = contiguous["x"], contiguous["weight"]

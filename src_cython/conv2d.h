@@ -21,7 +21,8 @@
  * Weight gradient: for each (c, a) and group of up to FC_GW_BB taps b, a
  * tile of FC_GW_FB filters x FC_GW_BB taps is summed in registers over all
  * output positions of the image (grad_out vectors times canvas vectors),
- * then reduced across lanes into the thread's partial gradient.
+ * then reduced across lanes into the partial gradient of the image's block
+ * (convolution.pyx: the same sums in the same order for any thread count).
  */
 #ifndef FASTCALC_CONV2D_H
 #define FASTCALC_CONV2D_H
@@ -60,7 +61,17 @@ static inline Py_ssize_t fc_ceil_div(Py_ssize_t a, Py_ssize_t b)
 static inline Py_ssize_t fc_min(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
 static inline Py_ssize_t fc_max(Py_ssize_t a, Py_ssize_t b) { return a > b ? a : b; }
 
-/* Set the geometry's canvas fields from the others. */
+/* Set the geometry's canvas fields from the others.
+
+   No size here can overflow: fastcalc.convolution._Layer clamps the stride
+   to the padded input (sh <= Hp - kh + 1, so (Ho - 1) * sh + kh <= Hp) and
+   rejects a padding for which one padded image, C * Hp * Wp elements, or
+   the output would not fit in memory.  The forward and weight-gradient
+   canvas is then at most C * Hp * (Wp + sw - 1) < 2 * C * Hp * Wp elements.
+   The input gradient's call (stride 1, upsampling by the layer's stride,
+   pad kh - 1 - ph >= -ph) has a canvas of F * (H + kh - 1) * (W + kw - 1),
+   which _Layer keeps below a few times the sizes of x and grad_out; image
+   offsets top + y * uh are computed only for rows that land inside it. */
 static inline void fc_canvas_size(fc_geometry* g)
 {
     g->canvas_height = (g->out_height - 1) * g->sh + g->kh;

@@ -25,12 +25,14 @@ product of sizes that could exceed 2**63, the work ``out.size *
 kernel.size`` deciding on threads, is computed in double.
 
 The CNN layer's ``conv2d(x, weight, bias, out, stride, upsample, pad,
-num_threads)`` and ``conv2d_grad_weight(grad_out, x, grad_weight, stride, pad,
-num_threads)`` (same contract as the reference) run the C kernels of
-conv2d.h on work items of one image and one group of filters; each thread
-takes a contiguous range of items, so it pads each of its images into its
-canvas once.  Weight gradients go to one partial sum per thread, added up
-at the end (deterministic for a given thread count).
+num_threads)`` and ``conv2d_grad_weight(grad_out, x, partial, block, stride,
+pad, num_threads)`` (same contract as the reference) run the C kernels of
+conv2d.h.  conv2d's work items are one image and one group of filters; each
+thread takes a contiguous range of items, so it pads each of its images into
+its canvas once.  The weight gradient's units are one block of images (the
+caller's) and a chunk of filter groups, summed into that block's partial
+sum image by image in order: the same sums in the same order for any thread
+count.
 
 setup.py compiles this file once per instruction set; :func:`fastcalc._cython.load`
 imports the best one the CPU runs.
@@ -248,13 +250,18 @@ cdef extern from "fma_probe.h" nogil:
     float fc_fma_probe_float(long iterations, int* lanes)
     double fc_fma_probe_double(long iterations, int* lanes)
 
-__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
-           "fma_probe"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "CORRELATE_SECONDS_PER_TAP", "conv2d",
+           "conv2d_grad_weight", "correlate", "fma_probe"]
 
 # A generous time of one multiply-add of ``correlate`` on one thread (the
 # baseline build, float64): what the public functions slice long calls by
 # (fastcalc._slices).
 CORRELATE_SECONDS_PER_TAP = 3e-10
+# A generous time per multiply-add of conv2d and its weight gradient, on rows
+# at least 16 wide and on narrower ones (scalar code): a little slower than
+# the slowest measured on one loaded core, float32 and float64 (1.6 and 0.14
+# GMAC/s).  The public functions slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (2.5e-10, 1e-8)
 
 OPENMP = FASTCALC_OPENMP
 
@@ -456,10 +463,13 @@ cdef fc_geometry _geometry(tuple image_shape, tuple weight_shape, tuple out_shap
     return g
 
 
-cdef int _layer_threads(const fc_geometry* g, Py_ssize_t items, int num_threads):
-    """How many threads to share ``items`` among (1 if the work is too small)."""
-    cdef Py_ssize_t work = (items * FC_CONV_FB * g.out_height * g.out_width * g.channels
-                            * g.kh * g.kw)
+cdef int _layer_threads(const fc_geometry* g, Py_ssize_t images, Py_ssize_t items,
+                        int num_threads):
+    """How many threads to share ``items`` of ``images`` among (1 if the work is too small)."""
+    # In floating point: the product of sizes each bounded by memory may
+    # overflow 64 bits.
+    cdef double work = (<double>images * g.filters * g.out_height * g.out_width * g.channels
+                        * g.kh * g.kw)
     if num_threads <= 1 or work < _PARALLEL_MIN_WORK:
         return 1
     return <int>min(num_threads, items)
@@ -467,12 +477,11 @@ cdef int _layer_threads(const fc_geometry* g, Py_ssize_t items, int num_threads)
 
 @cython.cdivision(True)
 cdef void _layer_items(
-    bint weight_gradient, const floating* images, const fc_geometry* g, const floating* weight,
-    const floating* bias, floating* out, floating* canvas, Py_ssize_t first, Py_ssize_t last,
+    const floating* images, const fc_geometry* g, const floating* weight, const floating* bias,
+    floating* out, floating* canvas, Py_ssize_t first, Py_ssize_t last,
 ) noexcept nogil:
-    # Items [first, last): item = n * groups + group covers image n and filters
-    # [group * FC_CONV_FB, ...).  conv2d: weight and bias as named, out the
-    # output batch.  Weight gradient: weight is grad_out, out the partial sum.
+    # conv2d items [first, last): item = n * groups + group covers image n and
+    # filters [group * FC_CONV_FB, ...).
     cdef Py_ssize_t groups = (g.filters + FC_CONV_FB - 1) // FC_CONV_FB
     cdef Py_ssize_t image_size = g.channels * g.height * g.width
     cdef Py_ssize_t out_size = g.filters * g.out_height * g.out_width
@@ -480,39 +489,81 @@ cdef void _layer_items(
     for item in range(first, last):
         n = item // groups
         if n != current:
-            if floating is float:
-                fc_canvas_float(images + n * image_size, g, canvas)
-            else:
-                fc_canvas_double(images + n * image_size, g, canvas)
+            _fill_canvas(images + n * image_size, g, canvas)
             current = n
         f0 = item % groups * FC_CONV_FB
         f1 = min(g.filters, f0 + FC_CONV_FB)
-        if weight_gradient:
-            if floating is float:
-                fc_gw_item_float(canvas, g, weight + n * out_size, out, f0, f1)
-            else:
-                fc_gw_item_double(canvas, g, weight + n * out_size, out, f0, f1)
-        elif floating is float:
+        if floating is float:
             fc_conv_item_float(canvas, g, weight, bias, out + n * out_size, f0, f1)
         else:
             fc_conv_item_double(canvas, g, weight, bias, out + n * out_size, f0, f1)
 
 
-cdef void _share_items(
-    bint weight_gradient, const floating* images, const fc_geometry* g, const floating* weight,
-    const floating* bias, floating* out, Py_ssize_t out_stride, floating* canvas,
-    Py_ssize_t canvas_stride, Py_ssize_t items, int threads,
+cdef inline void _fill_canvas(const floating* image, const fc_geometry* g,
+                              floating* canvas) noexcept nogil:
+    if floating is float:
+        fc_canvas_float(image, g, canvas)
+    else:
+        fc_canvas_double(image, g, canvas)
+
+
+@cython.cdivision(True)
+cdef void _gradient_units(
+    const floating* images, Py_ssize_t count, const fc_geometry* g, const floating* grad,
+    floating* partial, floating* canvas, Py_ssize_t block, Py_ssize_t chunks, Py_ssize_t first,
+    Py_ssize_t last,
 ) noexcept nogil:
-    # Thread t takes items [t * items / threads, (t + 1) * items / threads), its
-    # canvas and (weight gradient) its partial sum at out + t * out_stride.
+    # Weight gradient units [first, last): unit = k * chunks + q adds images
+    # [k * block, ...) of the count, in order, into partial block k, for the
+    # filter groups of chunk q.  Every sum runs over the same images in the
+    # same order, whichever thread runs it.
+    cdef Py_ssize_t groups = (g.filters + FC_CONV_FB - 1) // FC_CONV_FB
+    cdef Py_ssize_t image_size = g.channels * g.height * g.width
+    cdef Py_ssize_t out_size = g.filters * g.out_height * g.out_width
+    cdef Py_ssize_t weight_size = g.filters * g.channels * g.kh * g.kw
+    cdef Py_ssize_t unit, k, q, n, f0, f1
+    for unit in range(first, last):
+        k = unit // chunks
+        q = unit % chunks
+        f0 = q * groups // chunks * FC_CONV_FB
+        f1 = min(g.filters, (q + 1) * groups // chunks * FC_CONV_FB)
+        for n in range(k * block, min(count, (k + 1) * block)):
+            _fill_canvas(images + n * image_size, g, canvas)
+            if floating is float:
+                fc_gw_item_float(canvas, g, grad + n * out_size, partial + k * weight_size,
+                                 f0, f1)
+            else:
+                fc_gw_item_double(canvas, g, grad + n * out_size, partial + k * weight_size,
+                                  f0, f1)
+
+
+cdef void _share_items(
+    const floating* images, const fc_geometry* g, const floating* weight, const floating* bias,
+    floating* out, floating* canvas, Py_ssize_t canvas_stride, Py_ssize_t items, int threads,
+) noexcept nogil:
+    # Thread t takes items [t * items / threads, (t + 1) * items / threads) and its canvas.
     cdef Py_ssize_t t
     if threads == 1:
-        _layer_items(weight_gradient, images, g, weight, bias, out, canvas, 0, items)
+        _layer_items(images, g, weight, bias, out, canvas, 0, items)
         return
     for t in prange(threads, num_threads=threads, schedule="static"):
-        _layer_items(weight_gradient, images, g, weight, bias, out + t * out_stride,
-                     canvas + t * canvas_stride, t * items // threads,
-                     (t + 1) * items // threads)
+        _layer_items(images, g, weight, bias, out, canvas + t * canvas_stride,
+                     t * items // threads, (t + 1) * items // threads)
+
+
+cdef void _share_units(
+    const floating* images, Py_ssize_t count, const fc_geometry* g, const floating* grad,
+    floating* partial, floating* canvas, Py_ssize_t canvas_stride, Py_ssize_t block,
+    Py_ssize_t chunks, Py_ssize_t units, int threads,
+) noexcept nogil:
+    # Thread t takes units [t * units / threads, (t + 1) * units / threads) and its canvas.
+    cdef Py_ssize_t t
+    if threads == 1:
+        _gradient_units(images, count, g, grad, partial, canvas, block, chunks, 0, units)
+        return
+    for t in prange(threads, num_threads=threads, schedule="static"):
+        _gradient_units(images, count, g, grad, partial, canvas + t * canvas_stride, block,
+                        chunks, t * units // threads, (t + 1) * units // threads)
 
 
 @cython.boundscheck(False)
@@ -520,22 +571,29 @@ cdef void _share_items(
 cdef _conv2d(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
              const floating[::1] bias, floating[:, :, :, ::1] out, fc_geometry g, int num_threads):
     cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
-    cdef int threads = _layer_threads(&g, items, num_threads)
+    cdef int threads = _layer_threads(&g, x.shape[0], items, num_threads)
     cdef floating[:, ::1] canvas = np.empty((threads, fc_canvas_elements(&g)), out.base.dtype)
     with nogil:
-        _share_items(False, &x[0, 0, 0, 0], &g, &weight[0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0],
-                     0, &canvas[0, 0], canvas.shape[1], items, threads)
+        _share_items(&x[0, 0, 0, 0], &g, &weight[0, 0, 0, 0], &bias[0], &out[0, 0, 0, 0],
+                     &canvas[0, 0], canvas.shape[1], items, threads)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef _conv2d_grad_weight(const floating[:, :, :, ::1] grad_out, const floating[:, :, :, ::1] x,
-                         floating[:, ::1] partial, fc_geometry g, int threads):
-    cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
+                         floating[:, ::1] partial, Py_ssize_t block, fc_geometry g,
+                         int num_threads):
+    cdef Py_ssize_t groups = (g.filters + FC_CONV_FB - 1) // FC_CONV_FB
+    cdef int threads = _layer_threads(&g, x.shape[0], partial.shape[0] * groups, num_threads)
+    # Enough chunks of filter groups for every thread (they split no sum, so
+    # any count gives the same result); one when the image blocks suffice, so
+    # that each image's canvas is built once.
+    cdef Py_ssize_t chunks = min(groups, (threads + partial.shape[0] - 1) // partial.shape[0])
     cdef floating[:, ::1] canvas = np.empty((threads, fc_canvas_elements(&g)), partial.base.dtype)
     with nogil:
-        _share_items(True, &x[0, 0, 0, 0], &g, &grad_out[0, 0, 0, 0], NULL, &partial[0, 0],
-                     partial.shape[1], &canvas[0, 0], canvas.shape[1], items, threads)
+        _share_units(&x[0, 0, 0, 0], x.shape[0], &g, &grad_out[0, 0, 0, 0], &partial[0, 0],
+                     &canvas[0, 0], canvas.shape[1], block, chunks, partial.shape[0] * chunks,
+                     threads)
 
 
 def conv2d(x, weight, bias, out, tuple stride, tuple upsample, tuple pad, int num_threads):
@@ -549,21 +607,19 @@ def conv2d(x, weight, bias, out, tuple stride, tuple upsample, tuple pad, int nu
         _conv2d[double](x, weight, bias, out, g, num_threads)
 
 
-def conv2d_grad_weight(grad_out, x, grad_weight, tuple stride, tuple pad, int num_threads):
-    """grad_weight[f, c, a, b] = sum of grad_out[n, f, i, j] * canvas of x; see the reference."""
-    if grad_out.size == 0 or grad_weight.size == 0:
-        grad_weight[...] = 0
+def conv2d_grad_weight(grad_out, x, partial, Py_ssize_t block, tuple stride, tuple pad,
+                       int num_threads):
+    """partial[k] = sum over the images of block k of grad_out times x's canvas; see the reference."""
+    partial[...] = 0
+    if grad_out.size == 0 or partial.size == 0:
         return
-    cdef fc_geometry g = _geometry(x.shape, grad_weight.shape, grad_out.shape, stride, (1, 1),
+    cdef fc_geometry g = _geometry(x.shape, partial.shape[1:], grad_out.shape, stride, (1, 1),
                                    pad)
-    cdef Py_ssize_t items = x.shape[0] * ((g.filters + FC_CONV_FB - 1) // FC_CONV_FB)
-    cdef int threads = _layer_threads(&g, items, num_threads)
-    partial = np.zeros((threads, grad_weight.size), grad_weight.dtype)
+    flat = partial.reshape(len(partial), -1)
     if x.itemsize == 4:
-        _conv2d_grad_weight[float](grad_out, x, partial, g, threads)
+        _conv2d_grad_weight[float](grad_out, x, flat, block, g, num_threads)
     else:
-        _conv2d_grad_weight[double](grad_out, x, partial, g, threads)
-    np.sum(partial, axis=0, out=grad_weight.reshape(-1))
+        _conv2d_grad_weight[double](grad_out, x, flat, block, g, num_threads)
 
 
 def fma_probe(int itemsize, long iterations):

@@ -1,10 +1,16 @@
 """conv2d / conv2d_backward: torch equivalence, gradients, kernels, dtypes, layouts, errors."""
 
 
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
 import numpy as np
 import pytest
 from helpers import (
     assert_gradients_pass_check_grad,
+    assert_interrupted,
     assert_threads_agree,
     kernel_modules,
     layouts,
@@ -14,6 +20,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastcalc
+from fastcalc import _slices
 from fastcalc.reference import convolution as reference
 
 try:
@@ -192,8 +199,10 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, layer, thre
                     (stride, (1, 1), (ph, pw))),
         "upsampled": ("conv2d", (grad_out, flipped, rng.standard_normal(c).astype(dtype)),
                       x.shape, ((1, 1), stride, (kh - 1 - ph, kw - 1 - pw))),
-        "weight gradient": ("conv2d_grad_weight", (grad_out, x), weight.shape,
-                            (stride, (ph, pw))),
+        "weight gradient": ("conv2d_grad_weight", (grad_out, x), (n, *weight.shape),
+                            (1, stride, (ph, pw))),
+        "weight gradient in blocks of 2": ("conv2d_grad_weight", (grad_out, x),
+                                           (-(-n // 2), *weight.shape), (2, stride, (ph, pw))),
     }
     for label, (name, inputs, shape, geometry) in calls.items():
         expected = np.empty(shape, dtype)
@@ -447,3 +456,247 @@ def test_pixels_only_in_the_padding_get_zero_gradient(backend):
                                                       backend=backend)
     np.testing.assert_array_equal(grad_x, 0)
     np.testing.assert_array_equal(grad_weight, 0)
+
+
+def run_in_subprocess(code):
+    """Run ``code`` in a fresh interpreter: a crash is a failed test, not a dead test run."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cython"])
+def test_strides_near_2_to_the_63_give_the_reference_result_in_a_subprocess(backend):
+    """Issue 15: Cython overflowed 64-bit sizes (a double free, a SIGSEGV)."""
+    if backend not in fastcalc.available_backends():
+        pytest.skip(f"{backend} is not available")
+    run_in_subprocess(f"""
+        import numpy as np, fastcalc
+        x, w = np.arange(1.0, 65.0).reshape(1, 1, 8, 8), np.ones((1, 1, 4, 4))
+        for stride in (2**60, 2**61, 2**62, 2**63 - 1, 2**63, 2**100, (2**62, 1), (1, 2**61)):
+            clamped = tuple(min(s, 5) for s in (stride if isinstance(stride, tuple)
+                                                else (stride, stride)))
+            expected = fastcalc.conv2d(x, w, stride=clamped, backend="numpy")
+            out = fastcalc.conv2d(x, w, stride=stride, backend="{backend}")
+            assert np.array_equal(out, expected), (stride, out, expected)
+            grad_out = np.ones(out.shape)
+            expected = fastcalc.conv2d_backward(grad_out, x, w, clamped, backend="numpy")
+            got = fastcalc.conv2d_backward(grad_out, x, w, stride, backend="{backend}")
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected)), stride
+        assert fastcalc.conv2d(x, w, stride=2**62, backend="{backend}").item() == 232.0
+        ones = np.ones((1, 1, 8, 8), "f4")
+        assert fastcalc.conv2d(ones, ones, stride=2**61, backend="{backend}").item() == 64.0
+    """)
+
+
+@pytest.mark.parametrize("stride", [2**20, 2**27, 2**31, (2**30, 3), (3, 2**31)])
+def test_memory_is_bounded_by_the_data_not_the_stride(backend, stride):
+    """Issue 15: the scratch grew with the stride (GBs for an 8 x 8 image, TiBs on Numba)."""
+    rng = np.random.default_rng(20)
+    x, weight = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 4, 4))
+    expected = fastcalc.conv2d(x, weight, None, tuple(min(s, 5) for s in pair(stride)),
+                               backend="numpy")
+    warm_up = fastcalc.conv2d(x, weight, backend=backend)  # Numba's compilation allocates
+    fastcalc.conv2d_backward(np.ones_like(warm_up), x, weight, backend=backend)
+    tracemalloc.start()
+    try:
+        out = fastcalc.conv2d(x, weight, None, stride, backend=backend)
+        gradients = fastcalc.conv2d_backward(np.ones_like(out), x, weight, stride,
+                                             backend=backend)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    assert gradients[0].shape == x.shape
+    assert peak < 1 << 20, f"{peak} bytes"
+
+
+def test_input_gradient_memory_is_bounded_with_many_more_filters_than_channels(backend):
+    """The input gradient's spread-out grad_out has F channels at the size of x."""
+    rng = np.random.default_rng(21)
+    x, weight = rng.standard_normal((1, 1, 64, 64)), rng.standard_normal((4096, 1, 2, 2))
+    grad_out = rng.standard_normal((1, 4096, 1, 1))
+    expected = np.zeros(x.shape)
+    expected[0, 0, :2, :2] = np.tensordot(grad_out[0, :, 0, 0], weight[:, 0], axes=1)
+    fastcalc.conv2d_backward(grad_out, x, weight, 64, backend=backend)  # Numba compiles
+    tracemalloc.start()
+    try:
+        grad_x = fastcalc.conv2d_backward(grad_out, x, weight, 64, backend=backend)[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-12, atol=1e-12)
+    # grad_x, grad_weight and their temporaries: 32 and 128 KiB; the spread-out
+    # grad_out would have taken 4096 * 65 * 65 * 8 bytes (138 MB).
+    assert peak < 4 << 20, f"{peak} bytes"
+
+
+@pytest.mark.parametrize(
+    "padding", [2**40, 2**63, 2**100, (0, 2**40), (2**40, 0), 2**20, (3, 2**33)])
+def test_absurd_padding_is_a_value_error_before_anything_is_allocated(padding):
+    x, weight = np.ones((2, 3, 8, 8)), np.ones((4, 3, 3, 3))
+    for call in (lambda: fastcalc.conv2d(x, weight, padding=padding),
+                 lambda: fastcalc.conv2d_backward(np.ones((2, 4, 6, 6)), x, weight,
+                                                  padding=padding),
+                 lambda: fastcalc.conv2d(x, weight, stride=2**62, padding=padding)):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=r"padding \(.*\) is too large.*memory"):
+                call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, f"{peak} bytes"
+
+
+def test_a_huge_stride_equals_the_largest_stride_that_changes_the_output(backend):
+    rng = np.random.default_rng(22)
+    x, weight = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 2, 3))
+    bias = rng.standard_normal(4)
+    for huge, clamped in [(2**63, (10, 8)), ((2**64, 2), (10, 2)), ((1, np.int64(2**62)), (1, 8))]:
+        out = fastcalc.conv2d(x, weight, bias, huge, 1, backend=backend)
+        np.testing.assert_array_equal(out, fastcalc.conv2d(x, weight, bias, clamped, 1,
+                                                           backend=backend))
+        grad_out = rng.standard_normal(out.shape)
+        for actual, expected in zip(
+                fastcalc.conv2d_backward(grad_out, x, weight, huge, 1, backend=backend),
+                fastcalc.conv2d_backward(grad_out, x, weight, clamped, 1, backend=backend),
+                strict=True):
+            np.testing.assert_array_equal(actual, expected)
+
+
+def scattered_input_gradient(grad_out, weight, stride, padding, x_shape):
+    """The exact input gradient by its definition: only the terms that exist, in loops."""
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    grad_x = np.zeros(x_shape)
+    _, _, kh, kw = weight.shape
+    for n, f, i, j in np.ndindex(grad_out.shape):
+        for c, a, b in np.ndindex(weight.shape[1:]):
+            y, x = i * sh + a - ph, j * sw + b - pw
+            if 0 <= y < x_shape[2] and 0 <= x < x_shape[3]:
+                grad_x[n, c, y, x] += grad_out[n, f, i, j] * weight[f, c, a, b]
+    return grad_x
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_weight_reaches_only_the_inputs_under_it(backend, value):
+    """Issue 15: NaN in grad_x at inputs the layer never reads (stride 3 > kernel 2)."""
+    weight = np.ones((1, 1, 2, 2))
+    weight[0, 0, 1, 1] = value
+    grad_x = fastcalc.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 5, 5)), weight, 3,
+                                      backend=backend)[0]
+    v = value
+    expected = np.array([[1, 1, 0, 1, 1],
+                         [1, v, 0, 1, v],
+                         [0, 0, 0, 0, 0],  # row 2 (and column 2) is never read
+                         [1, 1, 0, 1, 1],
+                         [1, v, 0, 1, v]])
+    np.testing.assert_array_equal(grad_x[0, 0], expected)
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1), (3, 0), ((3, 1), (0, 2))])
+def test_non_finite_weights_give_the_exact_input_gradient(backend, stride, padding):
+    rng = np.random.default_rng(23)
+    x, weight = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((4, 3, 2, 3))
+    weight[1, 2, 1, 0], weight[3, 0, 0, 2], weight[0, 1, 1, 1] = np.inf, -np.inf, np.nan
+    grad_out = rng.standard_normal(output_shape(x.shape, weight.shape, stride, padding))
+    grad_x = fastcalc.conv2d_backward(grad_out, x, weight, stride, padding, backend=backend)[0]
+    expected = scattered_input_gradient(grad_out, weight, stride, padding, x.shape)
+    np.testing.assert_array_equal(np.isnan(grad_x), np.isnan(expected))
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_input_gradient_paths_agree_on_finite_weights(backend, monkeypatch):
+    """The tap-by-tap scatter (non-finite weights, many filters) against the correlation."""
+    rng = np.random.default_rng(24)
+    x, weight = rng.standard_normal((3, 2, 9, 8)), rng.standard_normal((5, 2, 3, 2))
+    for stride, padding in [(1, 0), (2, 1), ((3, 2), (2, 0))]:
+        grad_out = rng.standard_normal(output_shape(x.shape, weight.shape, stride, padding))
+        expected = fastcalc.conv2d_backward(grad_out, x, weight, stride, padding,
+                                            backend=backend)[0]
+        with monkeypatch.context() as patch:
+            patch.setattr(fastcalc.convolution, "_SPREAD_RATIO", 0)
+            scattered = fastcalc.conv2d_backward(grad_out, x, weight, stride, padding,
+                                                 backend=backend)[0]
+        np.testing.assert_allclose(scattered, expected, rtol=1e-12, atol=1e-12)
+
+
+def bit_identity_problem(dtype):
+    rng = np.random.default_rng(25)
+    x = rng.standard_normal((5, 8, 24, 21)).astype(dtype)
+    weight = rng.standard_normal((10, 8, 3, 3)).astype(dtype)
+    grad_out = rng.standard_normal(output_shape(x.shape, weight.shape, (2, 1), 1)).astype(dtype)
+    return x, weight, grad_out
+
+
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 2, 5])
+def test_weight_gradient_kernels_are_bit_identical_for_any_thread_count(implementation, dtype,
+                                                                       block):
+    """Issue 15: the last bits of grad_weight changed between 1 and 2 threads."""
+    x, weight, grad_out = bit_identity_problem(dtype)
+    results = {}
+    for threads in (1, 2, 3, 8):
+        partial = np.full((-(-len(x) // block), *weight.shape), np.nan, dtype)
+        COMPILED[implementation].conv2d_grad_weight(grad_out, x, partial, block, (2, 1), (1, 1),
+                                                    threads)
+        results[threads] = partial
+    expected = np.empty_like(results[1])
+    for k in range(len(expected)):
+        reference.conv2d_grad_weight(grad_out[k * block:(k + 1) * block],
+                                     x[k * block:(k + 1) * block], expected[k:k + 1], block,
+                                     (2, 1), (1, 1), 1)
+    assert_close(results[1], expected, TOLERANCE[np.dtype(dtype)])
+    for threads, partial in results.items():
+        np.testing.assert_array_equal(partial, results[1], err_msg=f"{threads} threads")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradients_are_bit_identical_for_any_thread_count_and_slicing(backend, dtype,
+                                                                     monkeypatch):
+    x, weight, grad_out = bit_identity_problem(dtype)
+    fastcalc.set_num_threads(1)
+    expected = fastcalc.conv2d_backward(grad_out, x, weight, (2, 1), 1, backend=backend)
+    runs = {}
+    for threads in (2, 3, 8):
+        fastcalc.set_num_threads(threads)
+        runs[f"{threads} threads"] = fastcalc.conv2d_backward(grad_out, x, weight, (2, 1), 1,
+                                                              backend=backend)
+    # Slices of one block of images at a time (every slice aiming at a nanosecond).
+    monkeypatch.setattr(_slices, "SLICE_SECONDS", 1e-9)
+    runs["sliced"] = fastcalc.conv2d_backward(grad_out, x, weight, (2, 1), 1, backend=backend)
+    for label, results in runs.items():
+        for name, actual, want in zip(RESULTS[1:], results, expected, strict=True):
+            np.testing.assert_array_equal(actual, want, err_msg=f"{label}: {name}")
+
+
+def test_a_sliced_forward_pass_equals_a_whole_one(backend, monkeypatch):
+    x, weight, _ = bit_identity_problem(np.float64)
+    expected = fastcalc.conv2d(x, weight, None, 2, 1, backend=backend)
+    monkeypatch.setattr(_slices, "SLICE_SECONDS", 1e-9)
+    np.testing.assert_array_equal(fastcalc.conv2d(x, weight, None, 2, 1, backend=backend),
+                                  expected)
+
+
+# Per backend, a layer that takes several seconds (the numpy backend is slower).
+LONG_LAYERS = {"numpy": 40, "numba": 120, "cython": 120}
+
+
+@pytest.mark.parametrize("function", ["conv2d", "conv2d_backward"])
+@pytest.mark.parametrize("backend", sorted(LONG_LAYERS))
+def test_ctrl_c_interrupts_a_long_call(backend, function, record_property):
+    if backend not in fastcalc.available_backends():
+        pytest.skip(f"{backend} is not available")
+    setup = f"""
+import numpy as np, fastcalc
+rng = np.random.default_rng(0)
+x = rng.standard_normal(({LONG_LAYERS[backend]}, 64, 48, 48)).astype(np.float32)
+weight = rng.standard_normal((64, 64, 5, 5)).astype(np.float32)
+grad_out = rng.standard_normal((len(x), 64, 48, 48)).astype(np.float32)
+"""
+    call = {"conv2d": f"fastcalc.conv2d(x, weight, padding=2, backend={backend!r})",
+            "conv2d_backward": f"fastcalc.conv2d_backward(grad_out, x, weight, padding=2, "
+                               f"backend={backend!r})"}[function]
+    record_property("sigint_latency_seconds", assert_interrupted(setup, call))

@@ -42,10 +42,12 @@ dropped.  Both kernels run at 75-80 GFLOP/s per core in float32 (3 x 3, 16
 channels, 64 x 64), two thirds of the ~116 GFLOP/s that independent FMA
 chains reach per core here (Zen 4).
 
-The threads each take a contiguous range of (image, block of four filters)
-items, so each builds the canvas of about N / threads images; weight
-gradients are summed into one buffer per thread, added up at the end (the
-result depends only on the number of threads).
+The forward pass' threads each take a contiguous range of (image, block of
+four filters) items, so each builds the canvas of about N / threads images.
+The weight gradient is summed per block of images (the caller's, fixed by
+the shapes) into one buffer per block; threads take whole blocks (or, when
+blocks are fewer than threads, chunks of filters of one), so every sum runs
+over the same images in the same order for any thread count.
 """
 
 import math
@@ -56,7 +58,14 @@ from numba import njit, prange
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH
 
-__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "CORRELATE_SECONDS_PER_TAP", "conv2d",
+           "conv2d_grad_weight", "correlate"]
+
+# A generous time per multiply-add of conv2d and its weight gradient, on rows
+# at least 16 wide and on narrower ones: a little slower than the slowest
+# measured on one loaded core, float32 and float64 (1.9 and 0.7 GMAC/s).  The
+# public functions slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (2.5e-10, 2e-9)
 
 PARALLEL_MIN_WORK = 200_000  # multiply-adds below which one thread is faster
 # A generous time of one multiply-add of ``correlate`` on one thread: what the
@@ -350,66 +359,75 @@ def _dot4x4(partial, grads, canvas, offsets, f, t, start, size):
 
 
 @njit(**_JIT)
-def _grad_items(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial,
-                begin, end):
-    """Add items ``begin <= item < end`` (image, block of four filters) into ``partial``."""
+def _grad_units(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial,
+                block, chunks, begin, end):
+    """Units ``begin <= unit < end``: unit = block of images * chunks + chunk of filters.
+
+    Unit (k, q) adds the images of block k, in order, into ``partial[k]`` for
+    the blocks of four filters of chunk q: each sum runs over the same images
+    in the same order whoever runs it.
+    """
     filters, out_height, out_width = grad_out.shape[1], grad_out.shape[2], grad_out.shape[3]
-    blocks = partial.shape[0] // 4
-    image, whole_rows = -1, True
-    for item in range(begin, end):
-        n, f = item // blocks, item % blocks * 4
-        if n != image:
+    blocks = partial.shape[1] // 4
+    for unit in range(begin, end):
+        k, q = unit // chunks, unit % chunks
+        first_block, stop_block = q * blocks // chunks, (q + 1) * blocks // chunks
+        for n in range(k * block, min(grad_out.shape[0], (k + 1) * block)):
             _fill(canvas, x[n], placement)
             # A run over whole rows multiplies the zeros in the junk columns of
             # `grads` by canvas values: exact, unless one is inf or NaN.
             whole_rows = _finite(canvas)
-            image = n
-        for k in range(min(4, filters - f)):
-            plane = grad_out[n, f + k]
-            for i in range(out_height):
-                source, row = plane[i], grads[k, i * pitch:i * pitch + out_width]
-                for j in range(out_width):
-                    row[j] = source[j]
-        for top in range(0, out_height, chunk_rows):
-            count = min(chunk_rows, out_height - top)
-            if whole_rows:
-                runs, size = 1, (count - 1) * pitch + out_width
-            else:
-                runs, size = count, out_width
-            for r in range(runs):
-                for t in range(0, offsets.size, 4):
-                    _dot4x4(partial, grads, canvas, offsets, f, t, (top + r) * pitch, size)
+            for f in range(4 * first_block, 4 * stop_block, 4):
+                for m in range(min(4, filters - f)):
+                    plane = grad_out[n, f + m]
+                    for i in range(out_height):
+                        source, row = plane[i], grads[m, i * pitch:i * pitch + out_width]
+                        for j in range(out_width):
+                            row[j] = source[j]
+                for top in range(0, out_height, chunk_rows):
+                    count = min(chunk_rows, out_height - top)
+                    if whole_rows:
+                        runs, size = 1, (count - 1) * pitch + out_width
+                    else:
+                        runs, size = count, out_width
+                    for r in range(runs):
+                        for t in range(0, offsets.size, 4):
+                            _dot4x4(partial[k], grads, canvas, offsets, f, t, (top + r) * pitch,
+                                    size)
 
 
 @njit(parallel=True, **_JIT)
-def _grad_parallel(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial):
+def _grad_parallel(grad_out, x, placement, offsets, pitch, chunk_rows, canvas, grads, partial,
+                   block, chunks):
     threads = canvas.shape[0]
-    items = grad_out.shape[0] * (partial.shape[1] // 4)
+    units = partial.shape[0] * chunks
     for thread in prange(threads):
-        _grad_items(grad_out, x, placement, offsets, pitch, chunk_rows, canvas[thread],
-                    grads[thread], partial[thread], thread * items // threads,
-                    (thread + 1) * items // threads)
+        _grad_units(grad_out, x, placement, offsets, pitch, chunk_rows, canvas[thread],
+                    grads[thread], partial, block, chunks, thread * units // threads,
+                    (thread + 1) * units // threads)
 
 
-def conv2d_grad_weight(grad_out, x, grad_weight, stride, pad, num_threads):
-    if grad_out.size == 0 or grad_weight.size == 0:
-        grad_weight[...] = 0
+def conv2d_grad_weight(grad_out, x, partial, block, stride, pad, num_threads):
+    if grad_out.size == 0 or partial.size == 0:
+        partial[...] = 0
         return
-    filters, taps = grad_weight.shape[0], math.prod(grad_weight.shape[1:])
-    layout = _Layout(x.shape[1:], grad_weight.shape[2:], grad_out.shape[2:], stride, (1, 1),
-                     pad)
+    filters, taps = partial.shape[1], math.prod(partial.shape[2:])
+    layout = _Layout(x.shape[1:], partial.shape[3:], grad_out.shape[2:], stride, (1, 1), pad)
     blocks = -(-filters // 4)
-    items = grad_out.shape[0] * blocks
-    threads = min(num_threads, items) if grad_out.size * taps >= PARALLEL_MIN_WORK else 1
+    threads = min(num_threads, len(partial) * blocks) \
+        if grad_out.size * taps >= PARALLEL_MIN_WORK else 1
+    # Enough chunks of filters for every thread (they split no sum, so any count
+    # gives the same result); one when the image blocks suffice, so that each
+    # image's canvas is built once.
+    chunks = min(blocks, -(-threads // len(partial)))
     canvas = _per_thread(threads, (layout.size,), x.dtype)
     # grad_out rows in the canvas' pitch; the junk columns stay zero.
     grads = _per_thread(threads, (4, grad_out.shape[2] * layout.pitch), x.dtype)
-    partial = _per_thread(threads, (4 * blocks, layout.offsets.size), x.dtype)
+    padded = np.zeros((len(partial), 4 * blocks, layout.offsets.size), x.dtype)
     arguments = (grad_out, x, layout.placement, layout.offsets, layout.pitch, layout.chunk_rows)
     if threads > 1:
-        parallel_call(_grad_parallel, threads, *arguments, canvas, grads, partial)
+        parallel_call(_grad_parallel, threads, *arguments, canvas, grads, padded, block, chunks)
     else:
-        _grad_items(*arguments, canvas[0], grads[0], partial[0], 0, items)
-    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN as in the kernels
-        total = partial[:, :filters, :taps].sum(axis=0)
-    grad_weight[...] = total.reshape(grad_weight.shape)
+        _grad_units(*arguments, canvas[0], grads[0], padded, block, chunks, 0,
+                    len(partial) * chunks)
+    partial[...] = padded[:, :filters, :taps].reshape(partial.shape)

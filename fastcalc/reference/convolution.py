@@ -30,21 +30,29 @@ same kernel on ``grad_out`` with ``upsample=stride``, ``pad=(kh - 1 - ph,
 kw - 1 - pw)``, stride 1 and the weights flipped and transposed to
 (C, F, kh, kw).
 
-``conv2d_grad_weight(grad_out, x, grad_weight, stride, pad, num_threads)``
-writes ``grad_weight[f, c, a, b] = sum over n, i, j of grad_out[n, f, i, j] *
-P[n, c, i * sh + a, j * sw + b]`` (with ``upsample=(1, 1)``): the gradient of
-``sum(grad_out * out)`` with respect to ``weight``.
+``conv2d_grad_weight(grad_out, x, partial, block, stride, pad, num_threads)``
+writes, for each block k of ``block`` images (the last one may be shorter),
+``partial[k, f, c, a, b] = sum over n in block k, i, j of grad_out[n, f, i, j] *
+P[n, c, i * sh + a, j * sw + b]`` (with ``upsample=(1, 1)``), ``partial``
+being (ceil(N / block), F, C, kh, kw).  Their sum over k is the gradient of
+``sum(grad_out * out)`` with respect to ``weight``; the blocks, fixed by the
+caller, make it the same bit for bit for any thread count.
 """
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["CORRELATE_SECONDS_PER_TAP", "conv2d", "conv2d_grad_weight", "correlate",
-           "seed_convolve2d"]
+__all__ = ["CONV2D_SECONDS_PER_MULTIPLY_ADD", "CORRELATE_SECONDS_PER_TAP", "conv2d",
+           "conv2d_grad_weight", "correlate", "seed_convolve2d"]
 
 # A generous time of one multiply-add of ``correlate`` on one thread (a pass
 # over the output per tap): what the public functions slice long calls by.
 CORRELATE_SECONDS_PER_TAP = 5e-9
+# A generous time per multiply-add of conv2d and its weight gradient (wide
+# rows, narrow rows): a little slower than the slowest measured on one loaded
+# core (the weight gradient's im2col, 0.05 GMAC/s).  The public functions
+# slice long calls from it, for Ctrl-C.
+CONV2D_SECONDS_PER_MULTIPLY_ADD = (4e-8, 4e-8)
 
 
 def correlate(image, kernel, out, top, left, fillvalue, num_threads):
@@ -102,11 +110,13 @@ def conv2d(x, weight, bias, out, stride, upsample, pad, num_threads):
     np.add(products.transpose(0, 3, 1, 2), bias[:, None, None], out=out)
 
 
-def conv2d_grad_weight(grad_out, x, grad_weight, stride, pad, num_threads):
-    kernel_shape = grad_weight.shape[2:]
-    padded = canvas(x, kernel_shape, grad_out.shape[2:], stride, (1, 1), pad)
-    windows = _windows(padded, kernel_shape, stride, grad_out.shape[2:])
-    grad_weight[...] = np.tensordot(grad_out, windows, axes=([0, 2, 3], [0, 2, 3]))
+def conv2d_grad_weight(grad_out, x, partial, block, stride, pad, num_threads):
+    kernel_shape = partial.shape[3:]
+    for k in range(len(partial)):
+        images = slice(k * block, (k + 1) * block)
+        padded = canvas(x[images], kernel_shape, grad_out.shape[2:], stride, (1, 1), pad)
+        windows = _windows(padded, kernel_shape, stride, grad_out.shape[2:])
+        partial[k] = np.tensordot(grad_out[images], windows, axes=([0, 2, 3], [0, 2, 3]))
 
 
 def seed_convolve2d(image, kernel):
