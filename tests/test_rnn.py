@@ -211,18 +211,20 @@ SHAPES = [
 
 
 def kernel_results(module, arrays, clip, threads):
-    """The nine outputs of ``module``'s two kernels, on buffers pre-filled with NaN.
+    """The nine outputs of ``module``'s two kernels, written on buffers pre-filled with NaN.
 
-    The backward pass gets ``arrays["h"]``, so that it sees the same states everywhere.
+    The parameter gradients, which the kernels add to, start at zero.  The backward pass
+    gets ``arrays["h"]``, so that it sees the same states everywhere.
     """
     x, h0, Wxh, Whh, Why, bh, by = (arrays[name] for name in FORWARD_ARGUMENTS)
     T, B, _ = x.shape
     h = np.full((T, B, Whh.shape[0]), np.nan, x.dtype)
     y = np.full((T, B, Why.shape[0]), np.nan, x.dtype)
-    module.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, threads)
-    grads = [np.full(a.shape, np.nan, x.dtype) for a in (x, h0, Wxh, Whh, bh, Why, by)]
+    module.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, 0, B, threads)
+    grads = [np.full(a.shape, np.nan, x.dtype) for a in (x, h0)]
+    grads += [np.zeros(a.shape, x.dtype) for a in (Wxh, Whh, bh, Why, by)]
     module.rnn_backward(arrays["dy"], x, arrays["h"], h0, Wxh, Whh, Why, arrays["dh_last"], clip,
-                        *grads, threads)
+                        *grads, 0, B, threads)
     return (h, y, *grads)
 
 
@@ -235,7 +237,7 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, thre
     steps, batch, _, hidden, outputs = shape
     arrays["h"] = np.empty((steps, batch, hidden), dtype)
     reference.rnn_forward(*(arrays[name] for name in FORWARD_ARGUMENTS), arrays["h"],
-                          np.empty((steps, batch, outputs), dtype), 1)
+                          np.empty((steps, batch, outputs), dtype), 0, batch, 1)
     saved = {name: value.copy() for name, value in arrays.items()}
     unclipped = kernel_results(reference, arrays, np.inf, 1)
     # Half of the parameter gradients' entries lie beyond the median: they get clipped.
@@ -279,7 +281,7 @@ def test_compiled_tanh_over_the_whole_range(implementation, dtype):
     one, zero = np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
     h, y = np.full((2, 1, count, 1), np.nan, dtype)
     COMPILED[implementation].rnn_forward(values.reshape(1, count, 1), np.zeros((count, 1), dtype),
-                                         one, zero, one, zero[0], zero[0], h, y, 1)
+                                         one, zero, one, zero[0], zero[0], h, y, 0, count, 1)
     h = h.ravel()
     np.testing.assert_array_equal(y.ravel(), h, err_msg="y = 1 * h + 0")
     truth = np.tanh(values.astype(np.float64))
