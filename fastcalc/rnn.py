@@ -29,8 +29,11 @@ _INTP_MAX = np.iinfo(np.intp).max
 # A generous estimate of the seconds a kernel takes per multiply-add of the
 # forward pass (the backward pass has twice as many): several times what the
 # compiled kernels take on one thread, so that a call estimated below two
-# slices (fastcalc._slices) is short on every backend.
+# slices (fastcalc._slices) is short on every backend.  Each step of each
+# sequence also costs the kernels' loops and calls, counted as
+# _STEP_MULTIPLY_ADDS (what matters where H is tiny and T * B huge).
 _SECONDS_PER_MULTIPLY_ADD = 0.25e-9
+_STEP_MULTIPLY_ADDS = 64
 
 
 class RNNGrads(NamedTuple):
@@ -89,6 +92,13 @@ def rnn_forward(
         Cython shares the batch out among :func:`fastcalc.get_num_threads`
         threads, each running every step of its sequences with the products
         summed in vector registers (the fastest; ``"auto"`` picks it).
+        Every backend computes the same calls in the same order whatever the
+        thread count (:func:`rnn_backward`), and runs a long call in slices
+        of sequences: Ctrl-C raises KeyboardInterrupt within about 0.1 s (a
+        slice), and the call returns nothing.  A slice holds at least one
+        block of sequences (8 on Cython, 64 on Numba and numpy), which must
+        run to its end: a single block of many seconds (huge T or H) is not
+        interrupted before.
 
     Returns
     -------
@@ -105,7 +115,9 @@ def rnn_forward(
         A complex or non-numeric input.
     ValueError
         An array of the wrong number of dimensions, or whose shape does not
-        match the others (the message names both).
+        match the others (the message names both); a ragged nested list;
+        empty arrays whose other dimensions give results numpy cannot
+        allocate.
 
     Examples
     --------
@@ -128,7 +140,7 @@ def rnn_forward(
     h = np.empty((T, B, args.H), compute)
     y = np.empty((T, B, args.O), compute)
     kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
-    if T and B:
+    if h.size or y.size:  # else nothing to compute, however long the steps
         threads = _dispatch.kernel_threads()
 
         def run(start, stop):
@@ -177,6 +189,10 @@ def rnn_backward(
         training does against exploding gradients; dx and dh0 are not.
     backend : {"auto", "numpy", "numba", "cython"}, optional
         Overrides :func:`fastcalc.get_backend` (see :func:`rnn_forward`).
+        The parameter gradients are sums over the batch, taken over fixed
+        blocks of sequences (8 on Cython, 64 on Numba and numpy) in block
+        order: they are bit for bit the same for any thread count (of
+        fastcalc or of BLAS), and when a long call runs in slices.
 
     Returns
     -------
@@ -193,7 +209,8 @@ def rnn_backward(
         A complex or non-numeric input, or ``clip`` not a real number.
     ValueError
         As :func:`rnn_forward`; ``dy``, ``h`` or ``dh_last`` not shaped like
-        ``y``, the forward's ``h`` or ``h0``; ``clip`` not > 0.
+        ``y``, the forward's ``h`` or ``h0``; ``clip`` not > 0 (NaN
+        included), or an int too large for a float.
 
     Examples
     --------
@@ -229,7 +246,7 @@ def rnn_backward(
     dWhy = np.zeros(args.Why.shape, compute)
     dby = np.zeros(args.O, compute)
     kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
-    if T and B:
+    if T and B and (I or args.H or args.O):  # else nothing to compute, however long
         threads = _dispatch.kernel_threads()
 
         def run(start, stop):
@@ -362,7 +379,8 @@ class _Arguments:
             raise ValueError(f"x {x_shape} with H = {H} (Wxh) and O = {O} (Why) gives results of "
                              f"{T} * {B} * ({I} + {H} + {O}) elements, more than numpy can "
                              "allocate")
-        self.seconds_per_sequence = T * H * (I + H + O) * _SECONDS_PER_MULTIPLY_ADD
+        self.seconds_per_sequence = (T * (H * (I + H + O) + _STEP_MULTIPLY_ADDS)
+                                     * _SECONDS_PER_MULTIPLY_ADD)
 
     def deliver(self, result: np.ndarray, batched: bool = True) -> np.ndarray:
         """``result`` as the caller gets it, in the result dtype.
