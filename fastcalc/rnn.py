@@ -96,7 +96,7 @@ def rnn_forward(
         thread count (:func:`rnn_backward`), and runs a long call in slices
         of sequences: Ctrl-C raises KeyboardInterrupt within about 0.1 s (a
         slice), and the call returns nothing.  A slice holds at least one
-        block of sequences (8 on Cython, 64 on Numba and numpy), which must
+        block of sequences (16 on Cython, 64 on Numba and numpy), which must
         run to its end: a single block of many seconds (huge T or H) is not
         interrupted before.
 
@@ -147,8 +147,7 @@ def rnn_forward(
             kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
                    start, stop, threads)
 
-        _slices.run_in_slices(run, B, args.seconds_per_sequence,
-                              align=_dispatch.kernel("rnn", "BLOCK_ROWS", backend, _AUTO_ORDER))
+        _run_in_slices(run, B, args.seconds_per_sequence, backend)
     return args.deliver(h), args.deliver(y)
 
 
@@ -190,7 +189,7 @@ def rnn_backward(
     backend : {"auto", "numpy", "numba", "cython"}, optional
         Overrides :func:`fastcalc.get_backend` (see :func:`rnn_forward`).
         The parameter gradients are sums over the batch, taken over fixed
-        blocks of sequences (8 on Cython, 64 on Numba and numpy) in block
+        blocks of sequences (16 on Cython, 64 on Numba and numpy) in block
         order: they are bit for bit the same for any thread count (of
         fastcalc or of BLAS), and when a long call runs in slices.
 
@@ -255,8 +254,7 @@ def rnn_backward(
                    args.dh_last, limit if stop == B else math.inf, dx, dh0, dWxh, dWhh, dbh,
                    dWhy, dby, start, stop, threads)
 
-        _slices.run_in_slices(run, B, 2 * args.seconds_per_sequence,
-                              align=_dispatch.kernel("rnn", "BLOCK_ROWS", backend, _AUTO_ORDER))
+        _run_in_slices(run, B, 2 * args.seconds_per_sequence, backend)
     else:
         # No step: the loss does not depend on the parameters; dL/dh0 is what
         # reaches the final state directly.
@@ -264,6 +262,21 @@ def rnn_backward(
     deliver = args.deliver
     return RNNGrads(deliver(dx), deliver(dh0), deliver(dWxh, False), deliver(dWhh, False),
                     deliver(dbh, False), deliver(dWhy, False), deliver(dby, False))
+
+
+def _run_in_slices(run, batch: int, seconds_per_sequence: float, backend: str | None) -> None:
+    """``run(start, stop)`` over the batch, in slices aligned on the backend's blocks.
+
+    A call :func:`fastcalc._slices.run_in_slices` would run whole runs
+    directly, sparing that call and the look-up of the block (a microsecond,
+    a tenth of the seed's tiny call).  Whole or in slices, the results are
+    the same bits.
+    """
+    if batch * seconds_per_sequence < 2 * _slices.SLICE_SECONDS:
+        run(0, batch)
+    else:
+        _slices.run_in_slices(run, batch, seconds_per_sequence,
+                              align=_dispatch.kernel("rnn", "BLOCK_ROWS", backend, _AUTO_ORDER))
 
 
 def _as_array(value, name: str) -> np.ndarray:
@@ -375,11 +388,12 @@ class _Arguments:
         kernels' own buffers are bounded by these results and the weights.
         """
         self.H, self.O = H, O
-        if (T + 1) * B * (I + H + O) * dtype.itemsize > _INTP_MAX:
+        width = I + H + O
+        if (T + 1) * B * width > _INTP_MAX // dtype.itemsize:
             raise ValueError(f"x {x_shape} with H = {H} (Wxh) and O = {O} (Why) gives results of "
                              f"{T} * {B} * ({I} + {H} + {O}) elements, more than numpy can "
                              "allocate")
-        self.seconds_per_sequence = (T * (H * (I + H + O) + _STEP_MULTIPLY_ADDS)
+        self.seconds_per_sequence = (T * (H * width + _STEP_MULTIPLY_ADDS)
                                      * _SECONDS_PER_MULTIPLY_ADD)
 
     def deliver(self, result: np.ndarray, batched: bool = True) -> np.ndarray:

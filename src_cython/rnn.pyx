@@ -43,11 +43,13 @@ __all__ = ["BLOCK_ROWS", "OPENMP", "rnn_backward", "rnn_forward"]
 OPENMP = FASTCALC_OPENMP
 
 # The rows of a block of the fixed partition of the parameter gradients'
-# sums (see above): small enough that the benchmark's batch of 32 keeps
-# several threads busy, large enough that each step's weight-gradient
-# products sum several rows per load and store of the gradients.
+# sums (see above).  Each step's weight-gradient products sum a block's rows
+# per load and store of the gradients: 8 rows cost the backward pass a third
+# more time on one thread than the 32 of a whole benchmark batch; 16 rows are
+# what each of 2 threads summed before, and still give a batch of 32 two
+# threads (the backward pass of a batch of B uses at most B / 16 threads).
 cdef enum:
-    _BLOCK = 8
+    _BLOCK = 16
 BLOCK_ROWS = _BLOCK
 
 cnp.import_array()

@@ -802,7 +802,7 @@ def test_one_thread_gives_the_result_of_two(backend, dtype, shape):
 # 11. results bit for bit the same for any thread count, and in slices (issue 15)
 
 # (T, B, I, H, O): enough work for the Cython threads; batches of several blocks, not a
-# multiple of either block size (8 on Cython, 64 on Numba and numpy), and of less than one.
+# multiple of either block size (16 on Cython, 64 on Numba and numpy), and of less than one.
 DETERMINISM_SHAPES = [(6, 37, 16, 40, 8), (3, 130, 9, 33, 5), (4, 5, 24, 64, 16)]
 
 
@@ -910,7 +910,7 @@ def test_a_call_in_slices_gives_the_whole_call_bits(backend, dtype, single, monk
 
 def test_slices_are_aligned_on_each_backends_block():
     assert {name: module.BLOCK_ROWS for name, module in COMPILED.items()} == {
-        name: 64 if name == "numba" else 8 for name in COMPILED}
+        name: 64 if name == "numba" else 16 for name in COMPILED}
     assert reference.BLOCK_ROWS == 64
 
 
