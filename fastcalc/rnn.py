@@ -148,6 +148,8 @@ def rnn_forward(
                    start, stop, threads)
 
         _run_in_slices(run, B, args.seconds_per_sequence, backend)
+    if args.as_given:
+        return h, y
     return args.deliver(h), args.deliver(y)
 
 
@@ -259,6 +261,8 @@ def rnn_backward(
         # No step: the loss does not depend on the parameters; dL/dh0 is what
         # reaches the final state directly.
         dh0[...] = args.dh_last
+    if args.as_given:
+        return RNNGrads(dx, dh0, dWxh, dWhh, dbh, dWhy, dby)
     deliver = args.deliver
     return RNNGrads(deliver(dx), deliver(dh0), deliver(dWxh, False), deliver(dWhh, False),
                     deliver(dbh, False), deliver(dWhy, False), deliver(dby, False))
@@ -293,7 +297,8 @@ class _Arguments:
     A single sequence is held as a batch of one (``single`` remembers it), so
     the kernels see ``x`` (T, B, I), ``h0`` (B, H) and so on.  Optional
     arrays given as None become zeros.  :meth:`deliver` turns a result back
-    into the caller's shape and dtype.
+    into the caller's shape and dtype; ``as_given`` says it would leave every
+    result as it is (a batch, computed in the result dtype).
     """
 
     def __init__(self, **named):
@@ -329,6 +334,7 @@ class _Arguments:
             setattr(self, name, np.zeros(shapes[name], dtype) if array is None else array)
         self.compute = self.result_dtype = dtype
         self.single = False
+        self.as_given = True
         return True
 
     def _convert(self, named: dict) -> None:
@@ -343,6 +349,7 @@ class _Arguments:
         if x.ndim not in (2, 3):
             raise ValueError(f"x must have shape (T, B, I) or (T, I), got {x.shape}")
         self.single = single = x.ndim == 2
+        self.as_given = not single and self.compute == self.result_dtype
         T, I = x.shape[0], x.shape[-1]
         B = 1 if single else x.shape[1]
         Wxh, Whh, Why = arrays["Wxh"], arrays["Whh"], arrays["Why"]
