@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _validate
+from fastcalc import _dispatch, _slices, _validate
 
 __all__ = ["RNNGrads", "rnn_backward", "rnn_forward"]
 
@@ -24,6 +24,16 @@ _AUTO_ORDER = ("cython", "numba", "numpy")
 _FLOAT64 = np.dtype(np.float64)
 _FLOAT32 = np.dtype(np.float32)
 _OPTIONAL = frozenset({"h0", "bh", "by", "dh_last"})  # None means zeros
+_INTP_MAX = np.iinfo(np.intp).max
+
+# A generous estimate of the seconds a kernel takes per multiply-add of the
+# forward pass (the backward pass has twice as many): several times what the
+# compiled kernels take on one thread, so that a call estimated below two
+# slices (fastcalc._slices) is short on every backend.  Each step of each
+# sequence also costs the kernels' loops and calls, counted as
+# _STEP_MULTIPLY_ADDS (what matters where H is tiny and T * B huge).
+_SECONDS_PER_MULTIPLY_ADD = 0.25e-9
+_STEP_MULTIPLY_ADDS = 64
 
 
 class RNNGrads(NamedTuple):
@@ -82,6 +92,13 @@ def rnn_forward(
         Cython shares the batch out among :func:`fastcalc.get_num_threads`
         threads, each running every step of its sequences with the products
         summed in vector registers (the fastest; ``"auto"`` picks it).
+        Every backend computes the same calls in the same order whatever the
+        thread count (:func:`rnn_backward`), and runs a long call in slices
+        of sequences: Ctrl-C raises KeyboardInterrupt within about 0.1 s (a
+        slice), and the call returns nothing.  A slice holds at least one
+        block of sequences (16 on Cython, 64 on Numba and numpy), which must
+        run to its end: a single block of many seconds (huge T or H) is not
+        interrupted before.
 
     Returns
     -------
@@ -98,7 +115,9 @@ def rnn_forward(
         A complex or non-numeric input.
     ValueError
         An array of the wrong number of dimensions, or whose shape does not
-        match the others (the message names both).
+        match the others (the message names both); a ragged nested list;
+        empty arrays whose other dimensions give results numpy cannot
+        allocate.
 
     Examples
     --------
@@ -117,14 +136,20 @@ def rnn_forward(
     """
     args = _Arguments(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, bh=bh, by=by)
     T, B, _ = args.x.shape
-    H, O = args.H, args.O
     compute = args.compute
-    h = np.empty((T, B, H), compute)
-    y = np.empty((T, B, O), compute)
+    h = np.empty((T, B, args.H), compute)
+    y = np.empty((T, B, args.O), compute)
     kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
-    if T and B:
-        kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
-               _dispatch.kernel_threads())
+    if h.size or y.size:  # else nothing to compute, however long the steps
+        threads = _dispatch.kernel_threads()
+
+        def run(start, stop):
+            kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
+                   start, stop, threads)
+
+        _run_in_slices(run, B, args.seconds_per_sequence, backend)
+    if args.as_given:
+        return h, y
     return args.deliver(h), args.deliver(y)
 
 
@@ -165,6 +190,10 @@ def rnn_backward(
         training does against exploding gradients; dx and dh0 are not.
     backend : {"auto", "numpy", "numba", "cython"}, optional
         Overrides :func:`fastcalc.get_backend` (see :func:`rnn_forward`).
+        The parameter gradients are sums over the batch, taken over fixed
+        blocks of sequences (16 on Cython, 64 on Numba and numpy) in block
+        order: they are bit for bit the same for any thread count (of
+        fastcalc or of BLAS), and when a long call runs in slices.
 
     Returns
     -------
@@ -181,7 +210,8 @@ def rnn_backward(
         A complex or non-numeric input, or ``clip`` not a real number.
     ValueError
         As :func:`rnn_forward`; ``dy``, ``h`` or ``dh_last`` not shaped like
-        ``y``, the forward's ``h`` or ``h0``; ``clip`` not > 0.
+        ``y``, the forward's ``h`` or ``h0``; ``clip`` not > 0 (NaN
+        included), or an int too large for a float.
 
     Examples
     --------
@@ -199,31 +229,66 @@ def rnn_backward(
     else:
         if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)):
             raise TypeError(f"clip must be a real number or None, got {clip!r}")
-        limit = float(clip)
+        try:
+            limit = float(clip)
+        except OverflowError:
+            raise ValueError(f"clip must be a float, got an int beyond float's range: {clip!r} "
+                             "(math.inf is no clipping)") from None
         if not limit > 0:
             raise ValueError(f"clip must be > 0, got {clip!r}")
     T, B, I = args.x.shape
     compute = args.compute
     dx = np.empty((T, B, I), compute)
     dh0 = np.empty((B, args.H), compute)
-    dWxh = np.empty(args.Wxh.shape, compute)
-    dWhh = np.empty(args.Whh.shape, compute)
-    dbh = np.empty(args.H, compute)
-    dWhy = np.empty(args.Why.shape, compute)
-    dby = np.empty(args.O, compute)
+    # The kernels add every block's share to these.
+    dWxh = np.zeros(args.Wxh.shape, compute)
+    dWhh = np.zeros(args.Whh.shape, compute)
+    dbh = np.zeros(args.H, compute)
+    dWhy = np.zeros(args.Why.shape, compute)
+    dby = np.zeros(args.O, compute)
     kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
-    if T and B:
-        kernel(args.dy, args.x, args.h, args.h0, args.Wxh, args.Whh, args.Why, args.dh_last,
-               limit, dx, dh0, dWxh, dWhh, dbh, dWhy, dby, _dispatch.kernel_threads())
+    if T and B and (I or args.H or args.O):  # else nothing to compute, however long
+        threads = _dispatch.kernel_threads()
+
+        def run(start, stop):
+            # Clipped once, when the last slice has added its share.
+            kernel(args.dy, args.x, args.h, args.h0, args.Wxh, args.Whh, args.Why,
+                   args.dh_last, limit if stop == B else math.inf, dx, dh0, dWxh, dWhh, dbh,
+                   dWhy, dby, start, stop, threads)
+
+        _run_in_slices(run, B, 2 * args.seconds_per_sequence, backend)
     else:
         # No step: the loss does not depend on the parameters; dL/dh0 is what
         # reaches the final state directly.
-        for gradient in (dWxh, dWhh, dbh, dWhy, dby):
-            gradient[...] = 0
         dh0[...] = args.dh_last
+    if args.as_given:
+        return RNNGrads(dx, dh0, dWxh, dWhh, dbh, dWhy, dby)
     deliver = args.deliver
     return RNNGrads(deliver(dx), deliver(dh0), deliver(dWxh, False), deliver(dWhh, False),
                     deliver(dbh, False), deliver(dWhy, False), deliver(dby, False))
+
+
+def _run_in_slices(run, batch: int, seconds_per_sequence: float, backend: str | None) -> None:
+    """``run(start, stop)`` over the batch, in slices aligned on the backend's blocks.
+
+    A call :func:`fastcalc._slices.run_in_slices` would run whole runs
+    directly, sparing that call and the look-up of the block (a microsecond,
+    a tenth of the seed's tiny call).  Whole or in slices, the results are
+    the same bits.
+    """
+    if batch * seconds_per_sequence < 2 * _slices.SLICE_SECONDS:
+        run(0, batch)
+    else:
+        _slices.run_in_slices(run, batch, seconds_per_sequence,
+                              align=_dispatch.kernel("rnn", "BLOCK_ROWS", backend, _AUTO_ORDER))
+
+
+def _as_array(value, name: str) -> np.ndarray:
+    """``np.asarray(value)``; a ragged sequence is a ValueError naming the argument."""
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an array of numbers: {error}") from None
 
 
 class _Arguments:
@@ -232,7 +297,8 @@ class _Arguments:
     A single sequence is held as a batch of one (``single`` remembers it), so
     the kernels see ``x`` (T, B, I), ``h0`` (B, H) and so on.  Optional
     arrays given as None become zeros.  :meth:`deliver` turns a result back
-    into the caller's shape and dtype.
+    into the caller's shape and dtype; ``as_given`` says it would leave every
+    result as it is (a batch, computed in the result dtype).
     """
 
     def __init__(self, **named):
@@ -263,24 +329,27 @@ class _Arguments:
                                           and array.shape == shapes[name]
                                           and array.flags.c_contiguous):
                 return False
+        self._sizes(x.shape, T, B, I, H, O, dtype)
         for name, array in named.items():
             setattr(self, name, np.zeros(shapes[name], dtype) if array is None else array)
         self.compute = self.result_dtype = dtype
         self.single = False
-        self.H, self.O = H, O
+        self.as_given = True
         return True
 
     def _convert(self, named: dict) -> None:
         for name, value in named.items():
             if value is None and name not in _OPTIONAL:
                 raise TypeError(f"{name} must be an array, got None")
-        arrays = {name: np.asarray(value) for name, value in named.items() if value is not None}
+        arrays = {name: _as_array(value, name) for name, value in named.items()
+                  if value is not None}
         self.compute, self.result_dtype = _validate.common_dtype(arrays, "RNNs")
 
         x = arrays["x"]
         if x.ndim not in (2, 3):
             raise ValueError(f"x must have shape (T, B, I) or (T, I), got {x.shape}")
         self.single = single = x.ndim == 2
+        self.as_given = not single and self.compute == self.result_dtype
         T, I = x.shape[0], x.shape[-1]
         B = 1 if single else x.shape[1]
         Wxh, Whh, Why = arrays["Wxh"], arrays["Whh"], arrays["Why"]
@@ -295,7 +364,7 @@ class _Arguments:
             raise ValueError(f"Why must have shape (O, H) with H = {H} for Wxh {Wxh.shape}, "
                              f"got {Why.shape}")
         O = Why.shape[0]
-        self.H, self.O = H, O
+        self._sizes(x.shape, T, B, I, H, O, self.compute)
 
         # name: (the shape the caller must give, the shape the kernels see)
         state = (B, H)
@@ -316,6 +385,23 @@ class _Arguments:
                                  f"Wxh {Wxh.shape} and Why {Why.shape}, got {array.shape}")
             array = np.ascontiguousarray(array, dtype=compute)
             setattr(self, name, array.reshape(kernel_shape) if single else array)
+
+    def _sizes(self, x_shape, T, B, I, H, O, dtype) -> None:  # noqa: E741 (the RNN's names)
+        """Keep H, O and a sequence's time estimate; results numpy cannot allocate raise.
+
+        Empty arrays (I = 0, say) may have huge other dimensions, whose
+        results (h, y: T * B * H, T * B * O) would pass numpy's limit: a
+        ValueError naming the shapes, before anything is allocated.  The
+        kernels' own buffers are bounded by these results and the weights.
+        """
+        self.H, self.O = H, O
+        width = I + H + O
+        if (T + 1) * B * width > _INTP_MAX // dtype.itemsize:
+            raise ValueError(f"x {x_shape} with H = {H} (Wxh) and O = {O} (Why) gives results of "
+                             f"{T} * {B} * ({I} + {H} + {O}) elements, more than numpy can "
+                             "allocate")
+        self.seconds_per_sequence = (T * (H * width + _STEP_MULTIPLY_ADDS)
+                                     * _SECONDS_PER_MULTIPLY_ADD)
 
     def deliver(self, result: np.ndarray, batched: bool = True) -> np.ndarray:
         """``result`` as the caller gets it, in the result dtype.

@@ -8,6 +8,13 @@
  * FC_RNN_NV vectors of c are summed in registers over all of k: every b
  * vector loaded feeds 4 multiply-adds.  Columns past the last whole vector
  * and rows past the last group of 4 take narrower loops.
+ *
+ * Whatever the path, an element is summed in one order: in the vector
+ * columns from c's value over p = 0 .. k - 1, in the scalar tail columns
+ * (the same columns for every row) from 0 over p, then added to c.  So a
+ * row's result does not depend on which rows share the call: rnn.pyx's
+ * threads and slices rely on it (tests/test_rnn.py checks the bits).  Every
+ * index is below the size of a, b or c, arrays that exist: no overflow.
  */
 #ifndef FASTCALC_RNN_H
 #define FASTCALC_RNN_H

@@ -6,17 +6,22 @@ num_threads)`` and ``rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last,
 clip, dx, dh0, dWxh, dWhh, dbh, dWhy, dby, num_threads)``, every array
 C-contiguous, native, of one dtype (float32 or float64), batched (T, B, ...).
 
-The whole time loop runs here, without the GIL.  Sequences are independent,
-so threads share out the batch (in groups of 4 rows), and each runs every
-time step of its rows: one parallel region per call, no synchronisation
-per step.  All of a step's products run on the C kernels of rnn.h, which
-sum blocks of 4 rows x 2-4 vectors in registers, reading the weights (or
-their transposes, made once per call) in place, where they stay in cache
-from step to step.  BLAS, which would pack the weights again at every
-step's small product, measured slower, and its own thread pool competed
-with these threads.  The weight gradients are summed per thread and the
-threads' shares added in a fixed order, so results are deterministic for a
-given thread count.
+The whole time loop runs here, without the GIL, on batch rows ``start`` to
+``stop - 1`` (the public function runs long calls in slices of rows).
+Sequences are independent, so threads share out the batch, and each runs
+every time step of its rows: no synchronisation per step.  All of a step's
+products run on the C kernels of rnn.h, which sum blocks of 4 rows x 2-4
+vectors in registers, reading the weights (or their transposes, made once
+per call) in place, where they stay in cache from step to step.  BLAS,
+which would pack the weights again at every step's small product, measured
+slower, and its own thread pool competed with these threads.
+
+The parameter gradients are sums over the batch.  So that they do not
+depend on the thread count (nor on the slices), the batch is cut into fixed
+blocks of ``BLOCK_ROWS`` rows (0 to BLOCK_ROWS - 1, and so on): each block's
+sum is computed on its own (over its steps and rows in a fixed order), and
+the blocks' sums are added to the gradients in block order.  Threads take
+the blocks in waves of one block each, added between two waves.
 
 setup.py compiles this file once per instruction set; :func:`fastcalc._cython.load`
 imports the best one the CPU runs.
@@ -32,10 +37,20 @@ from _fused cimport floating
 from _openmp cimport FASTCALC_OPENMP
 from _vecmath cimport tanh
 
-__all__ = ["OPENMP", "rnn_backward", "rnn_forward"]
+__all__ = ["BLOCK_ROWS", "OPENMP", "rnn_backward", "rnn_forward"]
 
 # Whether prange runs on threads; without OpenMP the kernels are serial.
 OPENMP = FASTCALC_OPENMP
+
+# The rows of a block of the fixed partition of the parameter gradients'
+# sums (see above).  Each step's weight-gradient products sum a block's rows
+# per load and store of the gradients: 8 rows cost the backward pass a third
+# more time on one thread than the 32 of a whole benchmark batch; 16 rows are
+# what each of 2 threads summed before, and still give a batch of 32 two
+# threads (the backward pass of a batch of B uses at most B / 16 threads).
+cdef enum:
+    _BLOCK = 16
+BLOCK_ROWS = _BLOCK
 
 cnp.import_array()
 
@@ -58,15 +73,19 @@ cdef void _fill_zero(floating* out, Py_ssize_t n) noexcept nogil:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void _column_sums(const floating* a, Py_ssize_t rows, Py_ssize_t n,
-                       floating* out) noexcept nogil:
-    """``out = a.sum(axis=0)`` for ``a`` (rows, n)."""
+cdef void _add_rows(const floating* a, Py_ssize_t rows, Py_ssize_t n,
+                    floating* out) noexcept nogil:
+    """``out += a.sum(axis=0)`` for ``a`` (rows, n), row after row."""
     cdef Py_ssize_t r, j
-    for j in range(n):
-        out[j] = 0
     for r in range(rows):
         for j in range(n):
             out[j] += a[r * n + j]
+
+
+cdef void _add(const floating* source, Py_ssize_t n, floating* out) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] += source[i]
 
 
 @cython.boundscheck(False)
@@ -112,23 +131,31 @@ cdef inline void _matmul_t_add(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
 
 
 # Sequences are independent: with more than this many multiply-adds per pass
-# (T * B * H * (I + H + O)), threads share out the batch, each running the
+# (T * rows * H * (I + H + O)), threads share out the batch, each running the
 # whole time loop on its rows (one parallel region, no synchronisation per step).
-cdef Py_ssize_t _PARALLEL_MIN_WORK = 1 << 18
+cdef double _PARALLEL_MIN_WORK = 1 << 18
 
 
-cdef int _row_threads(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
-                      int num_threads) noexcept nogil:
-    """How many threads share the batch (1 if the work is too small)."""
-    if num_threads <= 1 or T * B * H * (I + H + O) < _PARALLEL_MIN_WORK:
+cdef int _row_threads(Py_ssize_t T, Py_ssize_t rows, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
+                      Py_ssize_t groups, int num_threads) noexcept nogil:
+    """How many threads share ``groups`` groups of ``rows`` rows (1 if the work is too small).
+
+    The work is counted in double: the product of the sizes may pass 2**63
+    where one of them is huge and another 0 or small (the arrays exist).
+    """
+    if num_threads <= 1 or <double>T * rows * H * (I + H + O) < _PARALLEL_MIN_WORK:
         return 1
-    return <int>min(<Py_ssize_t>num_threads, (B + 3) // 4)
+    return <int>min(<Py_ssize_t>num_threads, groups)
 
 
-cdef inline Py_ssize_t _first_row(Py_ssize_t B, int threads, Py_ssize_t index) noexcept nogil:
-    """The first batch row of thread ``index``: groups of 4 rows, shared out evenly."""
-    cdef Py_ssize_t groups = (B + 3) // 4
-    return min(B, 4 * (index * groups // threads))
+cdef inline Py_ssize_t _first_row(Py_ssize_t start, Py_ssize_t rows, int threads,
+                                  Py_ssize_t index) noexcept nogil:
+    """The first row of thread ``index`` in rows start.. start + rows - 1: groups of 4 rows.
+
+    ``index * groups`` < threads * groups <= rows: no overflow.
+    """
+    cdef Py_ssize_t groups = (rows + 3) // 4
+    return start + min(rows, 4 * (index * groups // threads))
 
 
 @cython.boundscheck(False)
@@ -138,7 +165,11 @@ cdef void _forward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, 
                         const floating* WhhT, const floating* WhyT, const floating* bh,
                         const floating* by, floating* h, floating* y, Py_ssize_t first,
                         Py_ssize_t last) noexcept nogil:
-    """Batch rows first..last of every step, all three products of a step at once."""
+    """Batch rows first..last of every step, all three products of a step at once.
+
+    Each row's results do not depend on which rows share the call (the
+    products sum every element in the same order in every path of rnn.h).
+    """
     cdef Py_ssize_t t, i, rows = last - first
     cdef floating* current
     for t in range(T):
@@ -154,18 +185,20 @@ cdef void _forward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void _backward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t O,
-                         const floating* dy, const floating* x, const floating* h,
-                         const floating* h0, const floating* Wxh, const floating* Whh,
-                         const floating* Why, const floating* dh_last, floating* da,
-                         floating* dx, floating* dh0, floating* partial, Py_ssize_t first,
-                         Py_ssize_t last) noexcept nogil:
-    """Batch rows first..last of every step, back through time.
+cdef void _backward_block(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                          Py_ssize_t O, const floating* dy, const floating* x,
+                          const floating* h, const floating* h0, const floating* Wxh,
+                          const floating* Whh, const floating* Why, const floating* dh_last,
+                          floating* da, floating* dx, floating* dh0, floating* partial,
+                          Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """Batch rows first..last (one block) of every step, back through time.
 
     dL/dh[t] is what reaches h[t] through y[t] (``dy[t] @ Why``) and from
     step t + 1 (``da[t + 1] @ Whh``, or ``dh_last`` at the last step); times
-    tanh' = 1 - h[t] ** 2 it is ``da[t]``, which gives ``dx[t] = da[t] @ Wxh``.
-    These rows' share of dWxh, dWhh and dWhy is summed into ``partial``.
+    tanh' = 1 - h[t] ** 2 it is ``da[t]`` (held in ``da``, (T, rows, H)),
+    which gives ``dx[t] = da[t] @ Wxh``.  The block's sums of dWxh, dWhh,
+    dWhy, dbh and dby, over its steps (last first) and rows, go to
+    ``partial`` in that order.
     """
     cdef Py_ssize_t t, i, rows = last - first
     cdef floating* current
@@ -173,16 +206,18 @@ cdef void _backward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
     cdef floating* dWxh = partial
     cdef floating* dWhh = partial + H * I
     cdef floating* dWhy = partial + H * I + H * H
-    _fill_zero(partial, H * I + H * H + O * H)
+    cdef floating* dbh = partial + H * I + H * H + O * H
+    cdef floating* dby = dbh + H
+    _fill_zero(partial, H * I + H * H + O * H + H + O)
     for t in range(T - 1, -1, -1):
-        current = da + (t * B + first) * H
+        current = da + t * rows * H
         _fill_zero(current, rows * H)
         _matmul_add(rows, H, O, dy + (t * B + first) * O, Why, current)
         if t == T - 1:
             for i in range(rows * H):
                 current[i] += dh_last[first * H + i]
         else:
-            _matmul_add(rows, H, H, current + B * H, Whh, current)
+            _matmul_add(rows, H, H, current + rows * H, Whh, current)
         state = h + (t * B + first) * H
         for i in range(rows * H):
             current[i] *= 1 - state[i] * state[i]
@@ -191,14 +226,10 @@ cdef void _backward_rows(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
         _matmul_t_add(H, I, rows, current, x + (t * B + first) * I, dWxh)
         _matmul_t_add(H, H, rows, current, h0 + first * H if t == 0 else state - B * H, dWhh)
         _matmul_t_add(O, H, rows, dy + (t * B + first) * O, state, dWhy)
+        _add_rows(current, rows, H, dbh)
+        _add_rows(dy + (t * B + first) * O, rows, O, dby)
     _fill_zero(dh0 + first * H, rows * H)
-    _matmul_add(rows, H, H, da + first * H, Whh, dh0 + first * H)
-
-
-cdef void _unpack(const floating* source, Py_ssize_t n, floating* out) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = source[i]
+    _matmul_add(rows, H, H, da, Whh, dh0 + first * H)
 
 
 cdef void _transpose(const floating* a, Py_ssize_t rows, Py_ssize_t columns,
@@ -216,9 +247,9 @@ cdef void _forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ss
                    const floating* x, const floating* h0, const floating* Wxh,
                    const floating* Whh, const floating* Why, const floating* bh,
                    const floating* by, floating* h, floating* y, floating* transposed,
-                   int num_threads) noexcept:
-    cdef Py_ssize_t index
-    cdef int threads = _row_threads(T, B, I, H, O, num_threads)
+                   Py_ssize_t start, Py_ssize_t stop, int num_threads) noexcept:
+    cdef Py_ssize_t index, rows = stop - start
+    cdef int threads = _row_threads(T, rows, I, H, O, (rows + 3) // 4, num_threads)
     cdef floating* WxhT = transposed
     cdef floating* WhhT = transposed + H * I
     cdef floating* WhyT = transposed + H * I + H * H
@@ -227,11 +258,12 @@ cdef void _forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ss
         _transpose(Whh, H, H, WhhT)
         _transpose(Why, O, H, WhyT)
         if threads == 1:
-            _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y, 0, B)
+            _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y, start, stop)
         else:
             for index in prange(threads, num_threads=threads, schedule="static"):
                 _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y,
-                              _first_row(B, threads, index), _first_row(B, threads, index + 1))
+                              _first_row(start, rows, threads, index),
+                              _first_row(start, rows, threads, index + 1))
 
 
 @cython.boundscheck(False)
@@ -242,28 +274,38 @@ cdef void _backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_s
                     const floating* Why, const floating* dh_last, floating clip,
                     floating* dx, floating* dh0, floating* dWxh, floating* dWhh,
                     floating* dbh, floating* dWhy, floating* dby, floating* da,
-                    floating* partial, int num_threads) noexcept:
-    cdef Py_ssize_t index, i, size = H * I + H * H + O * H
-    cdef int threads = _row_threads(T, B, I, H, O, num_threads)
+                    floating* partial, Py_ssize_t start, Py_ssize_t stop,
+                    int threads) noexcept:
+    # size: the weights' and biases' sizes; scratch: at most h's T * B * H.
+    # Sizes of arrays that exist: no overflow.
+    cdef Py_ssize_t size = H * I + H * H + O * H + H + O
+    cdef Py_ssize_t scratch = T * min(stop - start, <Py_ssize_t>_BLOCK) * H
+    cdef Py_ssize_t blocks = (stop - start + _BLOCK - 1) // _BLOCK
+    cdef Py_ssize_t wave, count, index, first
+    cdef floating* share
     with nogil:
-        if threads == 1:
-            _backward_rows(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx, dh0,
-                           partial, 0, B)
-        else:
-            for index in prange(threads, num_threads=threads, schedule="static"):
-                _backward_rows(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx, dh0,
-                               partial + index * size, _first_row(B, threads, index),
-                               _first_row(B, threads, index + 1))
-            # The threads' shares, added in a fixed order: deterministic for a
-            # given thread count.
-            for index in range(1, threads):
-                for i in range(size):
-                    partial[i] += partial[index * size + i]
-        _unpack(partial, H * I, dWxh)
-        _unpack(partial + H * I, H * H, dWhh)
-        _unpack(partial + H * I + H * H, O * H, dWhy)
-        _column_sums(dy, T * B, O, dby)
-        _column_sums(da, T * B, H, dbh)
+        wave = 0
+        while wave < blocks:
+            count = min(<Py_ssize_t>threads, blocks - wave)
+            if count == 1:
+                first = start + wave * _BLOCK
+                _backward_block(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx,
+                                dh0, partial, first, min(stop, first + _BLOCK))
+            else:
+                for index in prange(count, num_threads=count, schedule="static"):
+                    first = start + (wave + index) * _BLOCK
+                    _backward_block(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last,
+                                    da + index * scratch, dx, dh0, partial + index * size,
+                                    first, min(stop, first + _BLOCK))
+            # The blocks' sums, added in block order whatever the waves.
+            for index in range(count):
+                share = partial + index * size
+                _add(share, H * I, dWxh)
+                _add(share + H * I, H * H, dWhh)
+                _add(share + H * I + H * H, O * H, dWhy)
+                _add(share + H * I + H * H + O * H, H, dbh)
+                _add(share + H * I + H * H + O * H + H, O, dby)
+            wave += count
         _clip(dWxh, H * I, clip)
         _clip(dWhh, H * H, clip)
         _clip(dbh, H, clip)
@@ -275,8 +317,9 @@ cdef inline void* _data(object array):
     return cnp.PyArray_DATA(<cnp.ndarray>array)
 
 
-def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, int num_threads):
-    """Hidden states ``h`` (T, B, H) and outputs ``y`` (T, B, O) of the RNN."""
+def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, Py_ssize_t start, Py_ssize_t stop,
+                int num_threads):
+    """Hidden states ``h`` (T, B, H) and outputs ``y`` (T, B, O) of batch rows start..stop-1."""
     cdef Py_ssize_t T = cnp.PyArray_DIM(x, 0), B = cnp.PyArray_DIM(x, 1)
     cdef Py_ssize_t I = cnp.PyArray_DIM(x, 2), H = cnp.PyArray_DIM(Wxh, 0)
     cdef Py_ssize_t O = cnp.PyArray_DIM(Why, 0)
@@ -286,23 +329,31 @@ def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, int num_threads):
         _forward[float](T, B, I, H, O, <float*>_data(x), <float*>_data(h0),
                         <float*>_data(Wxh), <float*>_data(Whh), <float*>_data(Why),
                         <float*>_data(bh), <float*>_data(by), <float*>_data(h),
-                        <float*>_data(y), <float*>_data(transposed), num_threads)
+                        <float*>_data(y), <float*>_data(transposed), start, stop, num_threads)
     else:
         _forward[double](T, B, I, H, O, <double*>_data(x), <double*>_data(h0),
                          <double*>_data(Wxh), <double*>_data(Whh), <double*>_data(Why),
                          <double*>_data(bh), <double*>_data(by), <double*>_data(h),
-                         <double*>_data(y), <double*>_data(transposed), num_threads)
+                         <double*>_data(y), <double*>_data(transposed), start, stop,
+                         num_threads)
 
 
 def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, double clip, dx, dh0, dWxh, dWhh,
-                 dbh, dWhy, dby, int num_threads):
-    """Backpropagation through time: writes dx, dh0 and the parameter gradients."""
+                 dbh, dWhy, dby, Py_ssize_t start, Py_ssize_t stop, int num_threads):
+    """Backpropagation through time over batch rows start..stop-1 (see the module docstring).
+
+    Writes those rows of dx and dh0, adds their blocks' sums to the parameter
+    gradients, and clips these to [-clip, clip].
+    """
     cdef Py_ssize_t T = cnp.PyArray_DIM(x, 0), B = cnp.PyArray_DIM(x, 1)
     cdef Py_ssize_t I = cnp.PyArray_DIM(x, 2), H = cnp.PyArray_DIM(Wxh, 0)
     cdef Py_ssize_t O = cnp.PyArray_DIM(Why, 0)
-    da = np.empty_like(h)  # dL/d(pre-activation) of every step
-    # One share of (dWxh, dWhh, dWhy) per thread.
-    partial = np.empty((max(num_threads, 1), Wxh.size + Whh.size + Why.size), h.dtype)
+    cdef Py_ssize_t blocks = (stop - start + _BLOCK - 1) // _BLOCK
+    cdef int threads = _row_threads(T, stop - start, I, H, O, blocks, num_threads)
+    # One block's dL/d(pre-activation) of every step, and its sums, per thread.
+    da = np.empty((threads, T * min(stop - start, <Py_ssize_t>_BLOCK) * H), h.dtype)
+    partial = np.empty((threads, Wxh.size + Whh.size + Why.size + Wxh.shape[0] + Why.shape[0]),
+                       h.dtype)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
         _backward[float](T, B, I, H, O, <float*>_data(dy), <float*>_data(x), <float*>_data(h),
                          <float*>_data(h0), <float*>_data(Wxh), <float*>_data(Whh),
@@ -310,7 +361,7 @@ def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, double clip, dx, dh0, dWx
                          <float*>_data(dx), <float*>_data(dh0), <float*>_data(dWxh),
                          <float*>_data(dWhh), <float*>_data(dbh), <float*>_data(dWhy),
                          <float*>_data(dby), <float*>_data(da), <float*>_data(partial),
-                         num_threads)
+                         start, stop, threads)
     else:
         _backward[double](T, B, I, H, O, <double*>_data(dy), <double*>_data(x),
                           <double*>_data(h), <double*>_data(h0), <double*>_data(Wxh),
@@ -318,4 +369,4 @@ def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, double clip, dx, dh0, dWx
                           clip, <double*>_data(dx), <double*>_data(dh0), <double*>_data(dWxh),
                           <double*>_data(dWhh), <double*>_data(dbh), <double*>_data(dWhy),
                           <double*>_data(dby), <double*>_data(da),
-                          <double*>_data(partial), num_threads)
+                          <double*>_data(partial), start, stop, threads)

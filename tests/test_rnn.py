@@ -1,11 +1,15 @@
 """rnn_forward / rnn_backward: torch equivalence, gradients, kernels, dtypes, layouts, errors."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from helpers import (
     assert_gradients_pass_check_grad,
+    assert_interrupted,
     assert_threads_agree,
     kernel_modules,
     layouts,
@@ -16,6 +20,7 @@ from hypothesis import strategies as st
 
 import fastcalc
 from fastcalc import _cython, _dispatch
+from fastcalc import rnn as rnn_module
 from fastcalc.reference import rnn as reference
 
 try:
@@ -211,18 +216,20 @@ SHAPES = [
 
 
 def kernel_results(module, arrays, clip, threads):
-    """The nine outputs of ``module``'s two kernels, on buffers pre-filled with NaN.
+    """The nine outputs of ``module``'s two kernels, written on buffers pre-filled with NaN.
 
-    The backward pass gets ``arrays["h"]``, so that it sees the same states everywhere.
+    The parameter gradients, which the kernels add to, start at zero.  The backward pass
+    gets ``arrays["h"]``, so that it sees the same states everywhere.
     """
     x, h0, Wxh, Whh, Why, bh, by = (arrays[name] for name in FORWARD_ARGUMENTS)
     T, B, _ = x.shape
     h = np.full((T, B, Whh.shape[0]), np.nan, x.dtype)
     y = np.full((T, B, Why.shape[0]), np.nan, x.dtype)
-    module.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, threads)
-    grads = [np.full(a.shape, np.nan, x.dtype) for a in (x, h0, Wxh, Whh, bh, Why, by)]
+    module.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, 0, B, threads)
+    grads = [np.full(a.shape, np.nan, x.dtype) for a in (x, h0)]
+    grads += [np.zeros(a.shape, x.dtype) for a in (Wxh, Whh, bh, Why, by)]
     module.rnn_backward(arrays["dy"], x, arrays["h"], h0, Wxh, Whh, Why, arrays["dh_last"], clip,
-                        *grads, threads)
+                        *grads, 0, B, threads)
     return (h, y, *grads)
 
 
@@ -235,7 +242,7 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, shape, thre
     steps, batch, _, hidden, outputs = shape
     arrays["h"] = np.empty((steps, batch, hidden), dtype)
     reference.rnn_forward(*(arrays[name] for name in FORWARD_ARGUMENTS), arrays["h"],
-                          np.empty((steps, batch, outputs), dtype), 1)
+                          np.empty((steps, batch, outputs), dtype), 0, batch, 1)
     saved = {name: value.copy() for name, value in arrays.items()}
     unclipped = kernel_results(reference, arrays, np.inf, 1)
     # Half of the parameter gradients' entries lie beyond the median: they get clipped.
@@ -279,7 +286,7 @@ def test_compiled_tanh_over_the_whole_range(implementation, dtype):
     one, zero = np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
     h, y = np.full((2, 1, count, 1), np.nan, dtype)
     COMPILED[implementation].rnn_forward(values.reshape(1, count, 1), np.zeros((count, 1), dtype),
-                                         one, zero, one, zero[0], zero[0], h, y, 1)
+                                         one, zero, one, zero[0], zero[0], h, y, 0, count, 1)
     h = h.ravel()
     np.testing.assert_array_equal(y.ravel(), h, err_msg="y = 1 * h + 0")
     truth = np.tanh(values.astype(np.float64))
@@ -789,3 +796,221 @@ def test_one_thread_gives_the_result_of_two(backend, dtype, shape):
     one = run_rnn(arrays, backend)
     for name, actual, expected in zip(RESULTS, one, two, strict=True):
         assert_close(actual, expected, TOLERANCE[np.dtype(dtype)], name)
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. results bit for bit the same for any thread count, and in slices (issue 15)
+
+# (T, B, I, H, O): enough work for the Cython threads; batches of several blocks, not a
+# multiple of either block size (16 on Cython, 64 on Numba and numpy), and of less than one.
+DETERMINISM_SHAPES = [(6, 37, 16, 40, 8), (3, 130, 9, 33, 5), (4, 5, 24, 64, 16)]
+
+
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", DETERMINISM_SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_compiled_kernels_give_the_same_bits_for_any_thread_count(implementation, dtype, shape):
+    arrays = make_problem(np.random.default_rng(18), *shape, dtype)
+    arrays["h"] = forward(arrays, "numpy")[0]
+    one = kernel_results(COMPILED[implementation], arrays, np.inf, 1)
+    for threads in (2, 3, 8):
+        results = kernel_results(COMPILED[implementation], arrays, np.inf, threads)
+        for name, actual, expected in zip(RESULTS, results, one, strict=True):
+            np.testing.assert_array_equal(actual, expected, err_msg=f"{name}, {threads} threads")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_backend_gives_the_same_bits_for_any_thread_count(backend, dtype):
+    arrays = make_problem(np.random.default_rng(19), *DETERMINISM_SHAPES[0], dtype)
+    try:
+        fastcalc.set_num_threads(1)
+        one = run_rnn(arrays, backend, clip=0.5)
+        for threads in (2, 3, 8):
+            fastcalc.set_num_threads(threads)
+            results = run_rnn(arrays, backend, clip=0.5)
+            for name, actual, expected in zip(RESULTS, results, one, strict=True):
+                np.testing.assert_array_equal(actual, expected,
+                                              err_msg=f"{name}, {threads} threads")
+    finally:
+        fastcalc.set_num_threads(_dispatch._default_num_threads())
+
+
+BLAS_THREADS_SCRIPT = """
+import hashlib, numpy as np, fastcalc
+rng = np.random.default_rng(20)
+T, B, I, H, O = 20, 96, 256, 256, 128
+x, h0, dy = (rng.standard_normal(shape) for shape in ((T, B, I), (B, H), (T, B, O)))
+Wxh, Whh, Why = (rng.standard_normal(s) / 16 for s in ((H, I), (H, H), (O, H)))
+for dtype in (np.float32, np.float64):
+    a = [v.astype(dtype) for v in (x, h0, Wxh, Whh, Why, dy)]
+    h, y = fastcalc.rnn_forward(*a[:5], backend="numba")
+    grads = fastcalc.rnn_backward(a[5], a[0], h, *a[1:5], backend="numba")
+    print(*(hashlib.sha256(r.tobytes()).hexdigest() for r in (h, y, *grads)))
+"""
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="the Numba RNN is not available")
+def test_numba_results_do_not_depend_on_blas_threads():
+    """Numba's large products run in BLAS, on its own threads: 1, 2 or 3 give the same bits."""
+    outputs = set()
+    for threads in ("1", "2", "3"):
+        environment = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", BLAS_THREADS_SCRIPT], env=environment,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
+
+
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", DETERMINISM_SHAPES[:2],
+                         ids=lambda shape: "x".join(map(str, shape)))
+def test_compiled_kernels_in_slices_give_the_whole_call_bits(implementation, dtype, shape):
+    """Rows in slices cut on multiples of BLOCK_ROWS: the bits of one call over the batch."""
+    module = COMPILED[implementation]
+    arrays = make_problem(np.random.default_rng(21), *shape, dtype)
+    arrays["h"] = forward(arrays, "numpy")[0]
+    whole = kernel_results(module, arrays, np.inf, 2)
+    batch, block = shape[1], module.BLOCK_ROWS
+    cuts = [0, *range(block, batch, 2 * block), batch]  # slices of 1 block, then of 2
+    x, h0, Wxh, Whh, Why, bh, by = (arrays[name] for name in FORWARD_ARGUMENTS)
+    h, y = (np.full(a.shape, np.nan, dtype) for a in whole[:2])
+    grads = [np.full(a.shape, np.nan, dtype) for a in (x, h0)]
+    grads += [np.zeros(a.shape, dtype) for a in (Wxh, Whh, bh, Why, by)]
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        module.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, start, stop, 2)
+        module.rnn_backward(arrays["dy"], x, arrays["h"], h0, Wxh, Whh, Why, arrays["dh_last"],
+                            np.inf, *grads, start, stop, 2)
+    assert len(cuts) > 2 or batch <= block
+    for name, actual, expected in zip(RESULTS, (h, y, *grads), whole, strict=True):
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("single", [False, True], ids=["batched", "single"])
+def test_a_call_in_slices_gives_the_whole_call_bits(backend, dtype, single, monkeypatch):
+    """An estimate of hours per sequence: the public functions run every block alone."""
+    arrays = make_problem(np.random.default_rng(22), 5, 150, 7, 20, 6, dtype, single=single)
+    whole = run_rnn(arrays, backend, clip=0.3)
+    calls = []
+    run_in_slices = rnn_module._slices.run_in_slices
+
+    def recording(run, items, seconds_per_item, *, align):
+        calls.append((items, align))
+        run_in_slices(run, items, seconds_per_item, align=align)
+
+    monkeypatch.setattr(rnn_module, "_SECONDS_PER_MULTIPLY_ADD", 1.0)
+    monkeypatch.setattr(rnn_module._slices, "run_in_slices", recording)
+    sliced = run_rnn(arrays, backend, clip=0.3)
+    assert len(calls) == 2
+    for name, actual, expected in zip(RESULTS, sliced, whole, strict=True):
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+def test_slices_are_aligned_on_each_backends_block():
+    assert {name: module.BLOCK_ROWS for name, module in COMPILED.items()} == {
+        name: 64 if name == "numba" else 16 for name in COMPILED}
+    assert reference.BLOCK_ROWS == 64
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. Ctrl-C (issue 15): a long call raises KeyboardInterrupt within a slice, on every backend
+
+INTERRUPT_SETUP = """
+import numpy as np, fastcalc
+rng = np.random.default_rng(0)
+T, B, I, H, O = 10, {batch}, 64, 512, 64
+x, dy = (rng.standard_normal((T, B, n), np.float32) for n in (I, O))
+h0, h = (rng.uniform(-1, 1, shape).astype(np.float32) for shape in ((B, H), (T, B, H)))
+Wxh, Whh, Why = (rng.standard_normal(s, np.float32) / 32 for s in ((H, I), (H, H), (O, H)))
+"""
+# Batches of a few seconds per call on each backend, on a 2-core machine.
+INTERRUPT_BATCH = {"numpy": 512, "numba": 2048, "cython": 4096}
+
+
+@pytest.mark.parametrize("kernel", ["forward", "backward"])
+@pytest.mark.parametrize("backend_name", [name for name in INTERRUPT_BATCH if name in BACKENDS])
+def test_a_long_call_honours_ctrl_c(backend_name, kernel):
+    calls = {"forward": 'fastcalc.rnn_forward(x, h0, Wxh, Whh, Why, backend="{backend}")',
+             "backward": 'fastcalc.rnn_backward(dy, x, h, h0, Wxh, Whh, Why, backend="{backend}")'}
+    latency = assert_interrupted(
+        INTERRUPT_SETUP.format(batch=INTERRUPT_BATCH[backend_name]),
+        calls[kernel].format(backend=backend_name))
+    print(f"{backend_name} {kernel}: KeyboardInterrupt {latency:.3f} s after SIGINT")
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. junk arguments (issue 15): one rule on every backend, errors naming the argument
+
+@pytest.mark.parametrize("call", FORWARD_BACKWARD, ids=["forward", "backward"])
+def test_ragged_lists_are_value_errors_naming_the_argument(backend, call):
+    with pytest.raises(ValueError, match="^Wxh must be an array of numbers"):
+        call(valid_arguments(Wxh=[[1.0, 2.0], [3.0]]), backend=backend)
+
+
+@pytest.mark.parametrize("dims", [(2**29, 2**29, 0), (2**58, 2, 0), (1, 2**59, 0)])
+def test_empty_inputs_whose_states_numpy_cannot_allocate_are_value_errors(backend, dims):
+    """x exists (it is empty), h would not: named before anything is allocated.
+
+    (rnn_backward's inputs include h, dy and x: every result it allocates is no larger.)
+    """
+    with pytest.raises(ValueError, match=r"^x \(.*\) with H = 5 \(Wxh\) and O = 6 \(Why\) "
+                                         "gives results of .* more than numpy can allocate"):
+        fastcalc.rnn_forward(np.empty(dims), None, np.empty((5, 0)), np.ones((5, 5)),
+                             np.ones((6, 5)), backend=backend)
+
+
+@pytest.mark.parametrize("dims", [(2**29, 2**29, 0), (2**40, 1, 0)])
+def test_empty_steps_of_huge_batches_return_at_once(backend, dims):
+    """H = O = 0 with T * B huge: nothing to compute, no loop over the steps (it would hang)."""
+    x = np.empty(dims)
+    h, y = fastcalc.rnn_forward(x, None, np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0)),
+                                backend=backend)
+    assert h.shape == y.shape == (*dims[:2], 0)
+    grads = fastcalc.rnn_backward(y, x, h, None, np.empty((0, 0)), np.empty((0, 0)),
+                                  np.empty((0, 0)), backend=backend)
+    assert grads.dx.shape == dims and grads.dh0.shape == (dims[1], 0)
+
+
+@pytest.mark.parametrize("clip", [2**1024, -(2**2000), 10**400])
+def test_clip_beyond_float_range_is_a_value_error_naming_it(backend, clip):
+    with pytest.raises(ValueError, match="^clip must be a float, got an int beyond"):
+        call_backward(valid_arguments(), clip=clip, backend=backend)
+
+
+@pytest.mark.parametrize("clip", [2**62, 1e300, np.float64(1e300), np.inf])
+def test_clip_beyond_every_gradient_clips_nothing(backend, clip):
+    arguments = valid_arguments(x=np.random.default_rng(23).standard_normal((3, 2, 4)))
+    free = call_backward(arguments, backend=backend)
+    for name, actual, expected in zip(RESULTS[2:], call_backward(arguments, clip=clip,
+                                                                 backend=backend), free,
+                                      strict=True):
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("call", FORWARD_BACKWARD, ids=["forward", "backward"])
+@pytest.mark.parametrize("name", ["x", "Wxh", "Whh", "Why", "h0"])
+@pytest.mark.parametrize("junk", [np.datetime64("2026-01-01"), "abc", {"a": 1}, np.float128(1)
+                                  if hasattr(np, "float128") else np.longdouble(1)])
+def test_junk_arrays_are_type_errors_naming_the_argument(backend, call, name, junk):
+    arguments = valid_arguments()
+    arguments[name] = np.full(arguments[name].shape, junk)
+    with pytest.raises(TypeError, match=f"^{name} (must be a real|has dtype)"):
+        call(arguments, backend=backend)
+
+
+@pytest.mark.parametrize("call", FORWARD_BACKWARD, ids=["forward", "backward"])
+def test_read_only_big_endian_and_strided_inputs_together(backend, call):
+    """Every array in an awkward layout at once: the bits of contiguous native ones."""
+    rng = np.random.default_rng(24)
+    kinds = ["Fortran", "strided", "negative strides", "big-endian", "read-only"]
+    awkward = {}
+    for index, (name, value) in enumerate(valid_arguments().items()):
+        views = layouts(rng.standard_normal(value.shape))
+        kind = kinds[index % len(kinds)]
+        awkward[name] = views[kind] if kind in views else views["read-only"]
+    expected = call({name: np.ascontiguousarray(view, dtype=np.float64)
+                     for name, view in awkward.items()}, backend=backend)
+    for actual, want in zip(call(awkward, backend=backend), expected, strict=True):
+        np.testing.assert_array_equal(actual, want)
