@@ -39,14 +39,17 @@ _LINEAR_SQUARED, _LOGISTIC_LOG, _LOGISTIC_SQUARED = 0, 1, 2
 MAX_ITERATIONS = 2**63 - 2
 _MAX_BYTES = np.iinfo(np.intp).max
 
-# Calls of at most this many coordinate-steps (problems x steps x coordinates,
-# or rows x features for the fits) run in one kernel call, unmeasured: a
-# compiled step costs nanoseconds, so even a grad of a microsecond per
-# coordinate ends them within about a second.  Longer calls time a first
-# tile of about _PROBE_WORK coordinate-steps and run the rest in slices of
-# _slices.SLICE_SECONDS from that measure.
+# Calls of at most this many coordinate-steps (problems x steps x coordinates)
+# of a user's grad run in one kernel call, unmeasured: a compiled step costs
+# nanoseconds, so even a grad of a microsecond per coordinate ends them within
+# about a second.  Longer calls time a first tile of about _PROBE_WORK
+# coordinate-steps and run the rest in slices of _slices.SLICE_SECONDS from
+# that measure.
 _UNMEASURED_WORK = 1 << 20
 _PROBE_WORK = 1 << 18
+# A generous bound on the compiled fits' time per row and feature of a step,
+# on one thread (benchmarks/bench_optim.py: 0.4-0.8 ns with AVX2/AVX-512).
+_FIT_SECONDS_PER_ROW_FEATURE = 2e-9
 
 
 class DescentResult(NamedTuple):
@@ -182,12 +185,21 @@ def grad_cache_info() -> GradCacheInfo:
     return GradCacheInfo(0, 0, 0, 0) if grads is None else grads.info()
 
 
-def _positive(value, name: str) -> float:
+def _real(value, name: str) -> float:
+    """``value`` as a float (an int past float's range as an infinity), or a TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _positive(value, name: str) -> float:
+    number = _real(value, name)
+    if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
+    return number
 
 
 def _count(value, name: str, minimum: int, maximum: int | None = None) -> int:
@@ -230,25 +242,31 @@ def _empty(shape: tuple[int, ...], dtype, what: str) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-def _run_tiles(run, problems: int, steps: int, work: int, *, align: int = 1,
-               slice_problems: bool = True) -> None:
+def _run_tiles(run, problems: int, steps: int, *, seconds: float | None = None,
+               work: int = 1, align: int = 1, slice_problems: bool = True) -> None:
     """``run(lo, hi, t0, t1)`` (steps t0..t1-1 of problems lo..hi-1) over every tile.
 
     A kernel resumes a problem from its state (the positions and velocities,
     the coefficients), so a call can be cut in problems and in steps at once
     (steps at multiples of ``align``: the epochs of mini-batches; problems
-    only if ``slice_problems``) without changing its result.  ``work``: the
-    coordinate-steps of one problem-step.  Small calls run whole; longer
-    ones time a first tile, then run in slices of bounded time
-    (:func:`fastcalc._slices.run_in_slices`) so that Ctrl-C is honoured
-    between two of them.
+    only if ``slice_problems``) without changing its result.  ``seconds``: a
+    generous estimate of one problem-step's time; None (a user's grad, of
+    unknown cost) measures it, unless the call has at most _UNMEASURED_WORK
+    coordinate-steps (``work`` per problem-step) and runs whole.  The tiles
+    run in slices of bounded time (:func:`fastcalc._slices.run_in_slices`), so
+    that Ctrl-C is honoured between two of them.
     """
+    if seconds is not None:
+        _run_slices(run, problems, steps, seconds, align, slice_problems)
+        return
     if problems * steps * work <= _UNMEASURED_WORK:
         run(0, problems, 0, steps)
         return
-    first = min(problems, max(1, _PROBE_WORK // work)) if slice_problems else problems
-    first_steps = max(1, _PROBE_WORK // (first * work))
-    first_steps = min(steps, -(-first_steps // align) * align)
+    # Compile (a tile of no steps) before timing a first tile of whole problems if it can.
+    run(0, 1 if slice_problems else problems, 0, 0)
+    first_steps = min(steps, max(1, _PROBE_WORK // work))
+    first = (min(problems, max(1, _PROBE_WORK // (first_steps * work))) if slice_problems
+             else problems)
     began = time.perf_counter()
     run(0, first, 0, first_steps)
     seconds = (time.perf_counter() - began) / (first * first_steps)
@@ -391,10 +409,9 @@ def gradient_descent(
         )
     lr = _positive(lr, "lr")
     n_iter = _count(n_iter, "n_iter", 0, MAX_ITERATIONS)
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
-    if not 0 <= momentum < 1:
+    if not 0 <= _real(momentum, "momentum") < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    momentum = float(momentum)
     tolerance = -1.0 if tol is None else _positive(tol, "tol")
     history = _flag(history, "history")
 
@@ -426,7 +443,7 @@ def gradient_descent(
             # Each stopped at a gradient below tol, where it stays for every later step.
             record[t0 + 1:t1 + 1, lo:hi] = x[lo:hi]
             return
-        kernel(grad, (x if t0 else x0)[lo:hi], x[lo:hi], velocity[lo:hi], lr, float(momentum),
+        kernel(grad, (x if t0 else x0)[lo:hi], x[lo:hi], velocity[lo:hi], lr, momentum,
                t1 - t0, tolerance, steps[lo:hi], converged[lo:hi], record[t0:t1 + 1, lo:hi],
                threads)
 
@@ -436,7 +453,7 @@ def gradient_descent(
             run(kernel, 0, problems, 0, n_iter)
         else:
             _run_tiles(lambda lo, hi, t0, t1: run(kernel, lo, hi, t0, t1), problems, n_iter,
-                       math.prod(x.shape[1:]), slice_problems=not history)
+                       work=math.prod(x.shape[1:]), slice_problems=not history)
 
     if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
         converged[:] = True
@@ -507,9 +524,7 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
     n_iter = _count(n_iter, "n_iter", 0, MAX_ITERATIONS)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a real number, got {type(l2).__name__}")
-    if not (math.isfinite(l2) and l2 >= 0):
+    if not (math.isfinite(_real(l2, "l2")) and l2 >= 0):
         raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
     fit_intercept = _flag(fit_intercept, "fit_intercept")
     seed = _seed(seed)
@@ -560,7 +575,8 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
             # numpy steps in Python, which takes Ctrl-C between two numpy operations.
             run(0, P, 0, n_iter)
         else:
-            _run_tiles(run, P, n_iter, batch * max(D, 1),
+            _run_tiles(run, P, n_iter,
+                       seconds=_FIT_SECONDS_PER_ROW_FEATURE * batch * max(D, 1),
                        align=per_epoch if order.shape[0] else 1)
     converged = np.isfinite(coef).all(axis=1) & np.isfinite(intercept)
     if n_iter:
