@@ -23,8 +23,9 @@ from numpy.typing import ArrayLike
 from fastcalc import _dispatch, _slices, _validate
 from fastcalc.reference import optim as _reference
 
-__all__ = ["DescentResult", "FitResult", "GradCacheInfo", "GradCompileError", "fit_linear",
-           "fit_logistic", "gradient_descent", "grad_cache_info", "set_grad_cache_size"]
+__all__ = ["MAX_ITERATIONS", "DescentResult", "FitResult", "GradCacheInfo", "GradCompileError",
+           "fit_linear", "fit_logistic", "gradient_descent", "grad_cache_info",
+           "set_grad_cache_size"]
 
 # A user's grad can only be compiled by Numba; Cython runs the built-in models.
 _DESCENT_AUTO_ORDER = ("numba", "numpy")
@@ -337,9 +338,10 @@ def gradient_descent(
         Python function of arithmetic and numpy math, e.g.
         ``lambda x: 2*x + 5`` for f(x) = x**2 + 5x + 6.  For scalar problems
         it takes and returns a number; for D-dimensional ones an array (D,).
-        The numba backend compiles it (once per function object) and calls
-        it point by point; the numpy backend calls it once per step on the
-        whole batch ((B,) or (B, D)), so it must broadcast.
+        The numba backend compiles it (once for all functions of the same
+        contents, see :func:`set_grad_cache_size`) and calls it point by
+        point; the numpy backend calls it once per step on the whole batch
+        ((B,) or (B, D)), so it must broadcast.
     x0 : array_like, scalar, (B,) or (B, D)
         The starting points: a scalar is one problem (the seed's slide 3),
         (B,) holds B scalar problems, (B, D) B problems of D coordinates.
@@ -348,7 +350,7 @@ def gradient_descent(
     lr : float, optional
         The learning rate (step size), finite and > 0.
     n_iter : int, optional
-        The most steps any problem takes (>= 0).
+        The most steps any problem takes, in [0, 2**63 - 2] (``MAX_ITERATIONS``).
     momentum : float, optional
         In [0, 1); 0 is plain gradient descent.
     tol : float, optional
@@ -365,6 +367,12 @@ def gradient_descent(
         vectorized blocks; its results equal numpy's except where ``grad``'s
         own math differs (Numba types ``2 * x`` of a float32 ``x`` as float64).
         ``"cython"`` cannot compile user code and is a ValueError.
+        A long numba call runs in slices of about 0.1 s (of problems, and of
+        steps when few problems take many: a descent resumes exactly where
+        it stopped, so the result is the one of a single call), timed on a
+        first slice, and Ctrl-C raises KeyboardInterrupt between two of them;
+        numpy takes it between two numpy operations.  Nothing is returned
+        then, and ``x0`` is never written.
 
     Returns
     -------
@@ -378,11 +386,14 @@ def gradient_descent(
     TypeError
         ``grad`` not callable, or (:class:`GradCompileError`) not
         compilable by Numba with ``backend="numba"``; ``x0`` complex or not
-        numeric.
+        numeric; ``lr``, ``momentum`` or ``tol`` not a real number, ``n_iter``
+        not an integer, ``history`` not a bool.
     ValueError
-        ``lr`` not finite and > 0, ``n_iter`` < 0, ``momentum`` outside
-        [0, 1), ``tol`` not finite and > 0, ``x0`` with more than 2
-        dimensions, ``grad`` returning the wrong shape, or the cython backend.
+        ``lr`` not finite and > 0, ``n_iter`` outside [0, 2**63 - 2] or a
+        history no array can hold, ``momentum`` outside [0, 1), ``tol`` not
+        finite and > 0, ``x0`` with more than 2 dimensions, ``grad``
+        returning the wrong shape, or the cython backend.  All checked
+        before ``grad`` is first called.
 
     Examples
     --------
@@ -598,27 +609,28 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
     lr : float, optional
         The learning rate, finite and > 0.
     n_iter : int, optional
-        The number of gradient steps (>= 0); with mini-batches, each step
-        takes one batch.{loss_parameter}
+        The number of gradient steps, in [0, 2**63 - 2]; with mini-batches,
+        each step takes one batch.{loss_parameter}
     reduction : {{"mean", "sum"}}, optional
         Whether a step's loss and gradient are the mean over its batch's rows
         or their sum.
     batch_size : int, optional
         None: full-batch gradient descent.  An integer >= 1: mini-batch SGD,
         every epoch visiting the rows in a new random order (the last batch of
-        an epoch holds the remainder); larger than N means N.
+        an epoch holds the remainder); larger than N (any size) means N.
     l2 : float, optional
         L2 penalty ``l2 / 2 * |coef|**2`` added to the objective (the
         intercept is not penalized); >= 0.
     fit_intercept : bool, optional
-        Also fit an intercept (starting at 0).
+        Also fit an intercept (starting at 0): True or False (numpy's bools
+        too), nothing else.
     w0 : array_like, shape (D,) or (P, D), optional
         The starting coefficients (default zeros); (D,) starts every problem
         there.
     seed : int or numpy.random.Generator, optional
         Seeds the mini-batch order (``numpy.random.default_rng(seed)``); the
         P problems share the order, and every backend gives the same result
-        for the same seed.
+        for the same seed.  Checked with or without ``batch_size``.
     backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend`.  numpy runs the P problems
         together, step by step, in batched matrix products.  Numba and Cython
@@ -626,6 +638,12 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
         threads, each training one problem at a time with its data in L1
         cache for all its steps (Cython, with register-blocked C loops, is the
         fastest and ``"auto"`` picks it).  They agree with numpy to rounding.
+        A long compiled call runs in slices of about 0.1 s (of problems, and
+        of steps, at epochs' starts, when few problems take many: a fit
+        resumes exactly from its coefficients, so the result is the one of a
+        single call), and Ctrl-C raises KeyboardInterrupt between two of
+        them; numpy takes it between two numpy operations.  Nothing is
+        returned then; the inputs are never written.
 
     Returns
     -------
@@ -636,11 +654,14 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
     ------
     TypeError
         A complex or non-numeric X, y or w0; a non-numeric lr, l2, n_iter or
-        batch_size.
+        batch_size; fit_intercept not a bool; seed not None, an int or a
+        numpy.random.Generator.
     ValueError
         X not 2-D or 3-D, y not shaped ``X.shape[:-1]`` (e.g. another N), no
-        samples, lr not finite and > 0, n_iter < 0, batch_size < 1, l2 < 0,
-        an unknown reduction{extra_errors}."""
+        samples, lr not finite and > 0, n_iter outside [0, 2**63 - 2] or a
+        loss history (P, n_iter) no array can hold, batch_size < 1, l2 not
+        finite and >= 0, seed < 0, an unknown reduction{extra_errors}.  All
+        checked before the first step."""
 
 
 def fit_logistic(

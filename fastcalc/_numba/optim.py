@@ -10,10 +10,12 @@ among threads (the kernels release the GIL).  Scalar
 problems run in blocks of ``_BLOCK`` that stay in L1 for all their steps,
 the step loop outside the block loop: a step of one problem depends on its
 previous one, so only running many problems side by side fills the vector
-lanes and hides the latency.  These kernels are compiled per ``grad`` and
-not cached on disk (a cache entry per user function would only grow).  They
-use no fast-math flags, so a step rounds exactly as numpy's ``x - lr * g``
-does.
+lanes and hides the latency.  These kernels are compiled per ``grad`` (the
+cache entry's own) and not cached on disk (an entry per user function would
+only grow).  Sizes and indices are int64, bounded by the arrays' sizes and
+by n_iter <= fastcalc.optim.MAX_ITERATIONS (so ``n_iter + 1`` does not
+wrap); the fits' by the dimensions of X.  They use no fast-math flags, so a
+step rounds exactly as numpy's ``x - lr * g`` does.
 
 ``fit`` trains each problem in turn per thread, with its data transposed to
 (D, N) once (or each mini-batch gathered so), in L1 for all its steps, and
