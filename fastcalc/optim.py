@@ -145,8 +145,9 @@ def set_grad_cache_size(size: int) -> None:
     in a loop, or a closure factory called again with equal values, compiles
     once.  The compiled grads live in a least-recently-used cache of this
     size; evicting one releases the function and what it references (Numba
-    keeps the machine code of every function it compiled, about a megabyte
-    each, until the process ends: grads of ever new contents still cost that).
+    keeps the machine code of every function it compiled until the process
+    ends, a few megabytes a grad: grads of ever new contents still cost that).
+    Without Numba this does nothing.
 
     Parameters
     ----------
@@ -459,9 +460,11 @@ def gradient_descent(
                threads)
 
     def descend(kernel):
-        if kernel is _reference.gradient_descent:
-            # numpy steps in Python, which takes Ctrl-C between two numpy operations.
-            run(kernel, 0, problems, 0, n_iter)
+        # numpy steps in Python, which takes Ctrl-C between two numpy operations.
+        if (kernel is _reference.gradient_descent
+                or x.size * n_iter <= _UNMEASURED_WORK):  # small calls: one kernel call
+            kernel(grad, x0, x, velocity, lr, momentum, n_iter, tolerance, steps, converged,
+                   record, threads)
         else:
             _run_tiles(lambda lo, hi, t0, t1: run(kernel, lo, hi, t0, t1), problems, n_iter,
                        work=math.prod(x.shape[1:]), slice_problems=not history)
@@ -581,14 +584,14 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
         if not whole:
             losses[lo:hi, t0:t1] = tile
 
-    if P:
-        if kernel is _reference.fit:
-            # numpy steps in Python, which takes Ctrl-C between two numpy operations.
-            run(0, P, 0, n_iter)
-        else:
-            _run_tiles(run, P, n_iter,
-                       seconds=_FIT_SECONDS_PER_ROW_FEATURE * batch * max(D, 1),
-                       align=per_epoch if order.shape[0] else 1)
+    seconds = _FIT_SECONDS_PER_ROW_FEATURE * batch * max(D, 1)  # a problem-step
+    # numpy steps in Python, which takes Ctrl-C between two numpy operations.
+    if kernel is _reference.fit or P * n_iter * seconds < 2 * _slices.SLICE_SECONDS:
+        if P:  # small calls: one kernel call
+            kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
+                   fit_intercept, order, batch, losses, threads)
+    else:
+        _run_tiles(run, P, n_iter, seconds=seconds, align=per_epoch if order.shape[0] else 1)
     converged = np.isfinite(coef).all(axis=1) & np.isfinite(intercept)
     if n_iter:
         converged &= np.isfinite(losses[:, -1])

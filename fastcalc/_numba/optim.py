@@ -24,9 +24,11 @@ loss) in functions that allow reassociation, the rest without.
 """
 
 import collections
+import functools
 import math
 import threading
 import types
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -105,6 +107,19 @@ def _code_key(code, depth):
             tuple(_value_key(constant, depth) for constant in code.co_consts))
 
 
+def _cell_is_full(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 (the attribute raises for an empty cell)
+    except ValueError:  # a name bound later
+        return False
+    return True
+
+
+def _cell_key(cell, depth):
+    return _value_key(cell.cell_contents, depth) if _cell_is_full(cell) else _Identity(cell)
+
+
+@functools.lru_cache(maxsize=256)
 def _names(code):
     """The global and attribute names ``code`` and the code nested in it use."""
     names = dict.fromkeys(code.co_names)
@@ -121,7 +136,7 @@ def _function_key(function, depth=0):
     the objects (by identity) of the globals it names.
     """
     namespace = function.__globals__
-    cells = tuple(_value_key(cell.cell_contents, depth) for cell in function.__closure__ or ())
+    cells = tuple(_cell_key(cell, depth) for cell in function.__closure__ or ())
     globals_used = tuple((name, _Identity(namespace[name]))
                          for name in _names(function.__code__) if name in namespace)
     return (_code_key(function.__code__, depth), cells, globals_used,
@@ -152,12 +167,12 @@ class _GradCache:
     def __init__(self, maxsize):
         self.maxsize = maxsize
         self._entries: collections.OrderedDict = collections.OrderedDict()
+        self._keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def get(self, grad) -> _Compiled:
-        key = (_function_key(grad) if isinstance(grad, types.FunctionType)
-               else _Identity(grad))
+        key = self._key(grad)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -175,6 +190,34 @@ class _GradCache:
             self._entries[key] = entry
             self._trim()
             return entry
+
+    def _key(self, grad):
+        """:func:`_function_key`, remembered per function object while what it reads is the same.
+
+        What it reads: the code, defaults, closure cell values and referenced
+        globals, compared by identity; computing the key itself costs
+        several microseconds, which a small call should not pay each time.
+        """
+        if not isinstance(grad, types.FunctionType):
+            return _Identity(grad)
+        namespace = grad.__globals__
+        inputs = (grad.__code__, grad.__defaults__, grad.__kwdefaults__,
+                  *(cell.cell_contents if _cell_is_full(cell) else cell
+                    for cell in grad.__closure__ or ()),
+                  *(namespace.get(name) for name in _names(grad.__code__)))
+        try:
+            remembered, key = self._keys[grad]
+            if len(remembered) == len(inputs) and all(
+                    a is b for a, b in zip(remembered, inputs, strict=True)):
+                return key
+        except (KeyError, TypeError):
+            pass
+        key = _function_key(grad)
+        try:
+            self._keys[grad] = (inputs, key)
+        except TypeError:  # not weak-referenceable
+            pass
+        return key
 
     def resize(self, maxsize: int) -> None:
         with self._lock:
