@@ -1288,8 +1288,9 @@ def test_a_descent_in_slices_is_the_descent_in_one_call(shape, n_iter, momentum,
         in_tiny_slices(monkeypatch)
         calls = count_kernel_calls(monkeypatch)
         sliced = fastcalc.gradient_descent(cubic_grad, x0, 0.1, n_iter, **keywords)
-    # A compiling call, then a first tile of 4 coordinate-steps a problem, then the rest.
-    assert len(calls) > 2 or n_iter * x0[0].size <= 4
+    # A compiling call, then a first tile of 4 coordinate-steps a problem, then the rest (but
+    # for problems stopped by tol, which stay where they are without a call).
+    assert len(calls) > 2 or n_iter * x0[0].size <= 4 or (tol and np.all(whole.converged))
     assert_results_equal(sliced, whole, DescentResult._fields)
 
 
