@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -19,10 +20,12 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _validate
+from fastcalc import _dispatch, _slices, _validate
+from fastcalc.reference import optim as _reference
 
-__all__ = ["DescentResult", "FitResult", "GradCompileError", "fit_linear", "fit_logistic",
-           "gradient_descent"]
+__all__ = ["MAX_ITERATIONS", "DescentResult", "FitResult", "GradCacheInfo", "GradCompileError",
+           "fit_linear", "fit_logistic", "gradient_descent", "grad_cache_info",
+           "set_grad_cache_size"]
 
 # A user's grad can only be compiled by Numba; Cython runs the built-in models.
 _DESCENT_AUTO_ORDER = ("numba", "numpy")
@@ -31,6 +34,23 @@ _FIT_AUTO_ORDER = ("cython", "numba", "numpy")
 
 # The loss codes of the kernels (fastcalc.reference.optim.LOSSES).
 _LINEAR_SQUARED, _LOGISTIC_LOG, _LOGISTIC_SQUARED = 0, 1, 2
+
+# The most steps: the kernels count steps and the iterates of the history
+# (n_iter + 1 of them) in int64.
+MAX_ITERATIONS = 2**63 - 2
+_MAX_BYTES = np.iinfo(np.intp).max
+
+# Calls of at most this many coordinate-steps (problems x steps x coordinates)
+# of a user's grad run in one kernel call, unmeasured: a compiled step costs
+# nanoseconds, so even a grad of a microsecond per coordinate ends them within
+# about a second.  Longer calls time a first tile of about _PROBE_WORK
+# coordinate-steps and run the rest in slices of _slices.SLICE_SECONDS from
+# that measure.
+_UNMEASURED_WORK = 1 << 20
+_PROBE_WORK = 1 << 18
+# A generous bound on the compiled fits' time per row and feature of a step,
+# on one thread (benchmarks/bench_optim.py: 0.4-0.8 ns with AVX2/AVX-512).
+_FIT_SECONDS_PER_ROW_FEATURE = 2e-9
 
 
 class DescentResult(NamedTuple):
@@ -88,20 +108,199 @@ class GradCompileError(TypeError):
     """Numba could not compile the ``grad`` given to :func:`gradient_descent`."""
 
 
-def _positive(value, name: str) -> float:
+class GradCacheInfo(NamedTuple):
+    """What :func:`grad_cache_info` returns.
+
+    Attributes
+    ----------
+    hits : int
+        Calls that found their grad compiled.
+    misses : int
+        Grads compiled.
+    size : int
+        Compiled grads held.
+    maxsize : int
+        The most it holds (:func:`set_grad_cache_size`).
+    """
+
+    hits: int
+    misses: int
+    size: int
+    maxsize: int
+
+
+def _numba_grads():
+    """The Numba backend's cache of compiled grads, or None without Numba."""
+    if _dispatch.backend_status()["numba"] is not None:
+        return None
+    return _dispatch._module("numba", "optim").grads
+
+
+def set_grad_cache_size(size: int) -> None:
+    """Keep at most ``size`` compiled grads of :func:`gradient_descent` (default 64).
+
+    The numba backend compiles each ``grad`` once, for all the functions of
+    the same contents: the same code and constants, defaults, closure cell
+    values and referenced globals (the same objects).  So a lambda written
+    in a loop, or a closure factory called again with equal values, compiles
+    once.  The compiled grads live in a least-recently-used cache of this
+    size; evicting one releases the function and what it references (Numba
+    keeps the machine code of every function it compiled until the process
+    ends, a few megabytes a grad: grads of ever new contents still cost that).
+    Without Numba this does nothing.
+
+    Parameters
+    ----------
+    size : int
+        >= 1.
+
+    Raises
+    ------
+    TypeError
+        ``size`` not an integer.
+    ValueError
+        ``size`` < 1.
+
+    See Also
+    --------
+    grad_cache_info : the cache's hits, misses and size.
+    """
+    size = _count(size, "size", 1)
+    grads = _numba_grads()
+    if grads is not None:
+        grads.resize(size)
+
+
+def grad_cache_info() -> GradCacheInfo:
+    """The counts of :func:`gradient_descent`'s cache of compiled grads.
+
+    All zero (and ``maxsize`` 0) without Numba.
+
+    Examples
+    --------
+    >>> from fastcalc.optim import grad_cache_info
+    >>> info = grad_cache_info()
+    >>> info.size <= info.maxsize
+    True
+    """
+    grads = _numba_grads()
+    return GradCacheInfo(0, 0, 0, 0) if grads is None else grads.info()
+
+
+def _real(value, name: str) -> float:
+    """``value`` as a float (an int past float's range as an infinity), or a TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _positive(value, name: str) -> float:
+    number = _real(value, name)
+    if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
+    return number
 
 
-def _count(value, name: str, minimum: int) -> int:
+def _count(value, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value!r}")
     return int(value)
+
+
+def _flag(value, name: str) -> bool:
+    """``value`` if it is a bool (Python's or numpy's): "no" or 1 is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def _seed(value):
+    """``value`` if it is a seed as documented: None, an int >= 0, a Generator."""
+    if isinstance(value, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return value
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"seed must be None, an integer >= 0 or a numpy.random.Generator, got "
+                f"{type(value).__name__}"
+            )
+        if value < 0:
+            raise ValueError(f"seed must be >= 0, got {value!r}")
+    return value
+
+
+def _empty(shape: tuple[int, ...], dtype, what: str) -> np.ndarray:
+    """``np.empty(shape, dtype)``, or a ValueError saying which argument asked for too much."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    if size > _MAX_BYTES or any(n > _MAX_BYTES for n in shape):
+        raise ValueError(f"{what} would take {size:,} bytes, more than an array can hold")
+    return np.empty(shape, dtype)
+
+
+def _run_tiles(run, problems: int, steps: int, *, seconds: float | None = None,
+               work: int = 1, align: int = 1, slice_problems: bool = True) -> None:
+    """``run(lo, hi, t0, t1)`` (steps t0..t1-1 of problems lo..hi-1) over every tile.
+
+    A kernel resumes a problem from its state (the positions and velocities,
+    the coefficients), so a call can be cut in problems and in steps at once
+    (steps at multiples of ``align``: the epochs of mini-batches; problems
+    only if ``slice_problems``) without changing its result.  ``seconds``: a
+    generous estimate of one problem-step's time; None (a user's grad, of
+    unknown cost) measures it, unless the call has at most _UNMEASURED_WORK
+    coordinate-steps (``work`` per problem-step) and runs whole.  The tiles
+    run in slices of bounded time (:func:`fastcalc._slices.run_in_slices`), so
+    that Ctrl-C is honoured between two of them.
+    """
+    if seconds is not None:
+        _run_slices(run, problems, steps, seconds, align, slice_problems)
+        return
+    if problems * steps * work <= _UNMEASURED_WORK:
+        run(0, problems, 0, steps)
+        return
+    # Compile (a tile of no steps) before timing a first tile of whole problems if it can.
+    run(0, 1 if slice_problems else problems, 0, 0)
+    first_steps = min(steps, max(1, _PROBE_WORK // work))
+    first = (min(problems, max(1, _PROBE_WORK // (first_steps * work))) if slice_problems
+             else problems)
+    began = time.perf_counter()
+    run(0, first, 0, first_steps)
+    seconds = (time.perf_counter() - began) / (first * first_steps)
+    _run_slices(lambda lo, hi, t0, t1: run(lo, hi, t0 + first_steps, t1 + first_steps), first,
+                steps - first_steps, seconds, align, slice_problems)
+    _run_slices(lambda lo, hi, t0, t1: run(lo + first, hi + first, t0, t1), problems - first,
+                steps, seconds, align, slice_problems)
+
+
+def _run_slices(run, problems: int, steps: int, seconds: float, align: int,
+                slice_problems: bool) -> None:
+    """:func:`_run_tiles` past its first tile, ``seconds`` a problem-step.
+
+    Slices of whole problems when one problem's steps fit in a slice (each
+    kernel call then runs all the steps of its problems, as an unsliced call
+    does); else slices of steps, each over every problem (in slices of them
+    too, if one step of all of them is long).
+    """
+    if problems == 0 or steps == 0:
+        return
+    if slice_problems and steps * seconds < _slices.SLICE_SECONDS:
+        _slices.run_in_slices(lambda lo, hi: run(lo, hi, 0, steps), problems, steps * seconds)
+        return
+
+    def run_steps(t0, t1):
+        if slice_problems:
+            _slices.run_in_slices(lambda lo, hi: run(lo, hi, t0, t1), problems,
+                                  (t1 - t0) * seconds)
+        else:
+            run(0, problems, t0, t1)
+
+    _slices.run_in_slices(run_steps, steps, problems * seconds, align=align)
 
 
 def _warn_diverged(function: str, finite: np.ndarray) -> None:
@@ -140,9 +339,10 @@ def gradient_descent(
         Python function of arithmetic and numpy math, e.g.
         ``lambda x: 2*x + 5`` for f(x) = x**2 + 5x + 6.  For scalar problems
         it takes and returns a number; for D-dimensional ones an array (D,).
-        The numba backend compiles it (once per function object) and calls
-        it point by point; the numpy backend calls it once per step on the
-        whole batch ((B,) or (B, D)), so it must broadcast.
+        The numba backend compiles it (once for all functions of the same
+        contents, see :func:`set_grad_cache_size`) and calls it point by
+        point; the numpy backend calls it once per step on the whole batch
+        ((B,) or (B, D)), so it must broadcast.
     x0 : array_like, scalar, (B,) or (B, D)
         The starting points: a scalar is one problem (the seed's slide 3),
         (B,) holds B scalar problems, (B, D) B problems of D coordinates.
@@ -151,7 +351,7 @@ def gradient_descent(
     lr : float, optional
         The learning rate (step size), finite and > 0.
     n_iter : int, optional
-        The most steps any problem takes (>= 0).
+        The most steps any problem takes, in [0, 2**63 - 2] (``MAX_ITERATIONS``).
     momentum : float, optional
         In [0, 1); 0 is plain gradient descent.
     tol : float, optional
@@ -168,6 +368,12 @@ def gradient_descent(
         vectorized blocks; its results equal numpy's except where ``grad``'s
         own math differs (Numba types ``2 * x`` of a float32 ``x`` as float64).
         ``"cython"`` cannot compile user code and is a ValueError.
+        A long numba call runs in slices of about 0.1 s (of problems, and of
+        steps when few problems take many: a descent resumes exactly where
+        it stopped, so the result is the one of a single call), timed on a
+        first slice, and Ctrl-C raises KeyboardInterrupt between two of them;
+        numpy takes it between two numpy operations.  Nothing is returned
+        then, and ``x0`` is never written.
 
     Returns
     -------
@@ -181,11 +387,14 @@ def gradient_descent(
     TypeError
         ``grad`` not callable, or (:class:`GradCompileError`) not
         compilable by Numba with ``backend="numba"``; ``x0`` complex or not
-        numeric.
+        numeric; ``lr``, ``momentum`` or ``tol`` not a real number, ``n_iter``
+        not an integer, ``history`` not a bool.
     ValueError
-        ``lr`` not finite and > 0, ``n_iter`` < 0, ``momentum`` outside
-        [0, 1), ``tol`` not finite and > 0, ``x0`` with more than 2
-        dimensions, ``grad`` returning the wrong shape, or the cython backend.
+        ``lr`` not finite and > 0, ``n_iter`` outside [0, 2**63 - 2] or a
+        history no array can hold, ``momentum`` outside [0, 1), ``tol`` not
+        finite and > 0, ``x0`` with more than 2 dimensions, ``grad``
+        returning the wrong shape, or the cython backend.  All checked
+        before ``grad`` is first called.
 
     Examples
     --------
@@ -211,12 +420,12 @@ def gradient_descent(
             f"{array.shape}"
         )
     lr = _positive(lr, "lr")
-    n_iter = _count(n_iter, "n_iter", 0)
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
-    if not 0 <= momentum < 1:
+    n_iter = _count(n_iter, "n_iter", 0, MAX_ITERATIONS)
+    if not 0 <= _real(momentum, "momentum") < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    momentum = float(momentum)
     tolerance = -1.0 if tol is None else _positive(tol, "tol")
+    history = _flag(history, "history")
 
     # The kernels read the starting points from x0 and write the results to x:
     # no copy of x0 when it already is a contiguous array of the compute dtype.
@@ -225,8 +434,11 @@ def gradient_descent(
     problems = x.shape[0]
     # Without tol every problem takes n_iter steps: the kernels count them only with it.
     steps = np.zeros(problems if tol is not None else 0, dtype=np.int64)
+    # Without momentum the velocity is the gradient: no state to carry between slices.
+    velocity = np.zeros((problems if momentum else 0, *x.shape[1:]), dtype=compute)
     converged = np.zeros(problems, dtype=bool)
-    record = np.empty((n_iter + 1 if history else 0, *x.shape), dtype=compute)
+    record = (_empty((n_iter + 1, *x.shape), compute, f"history=True with n_iter={n_iter}")
+              if history else np.empty((0, *x.shape), dtype=compute))
 
     chosen = _dispatch.get_backend() if backend is None else backend
     if chosen == "cython":
@@ -235,19 +447,41 @@ def gradient_descent(
             "kernels ahead of time); use backend='numba' to compile grad, or 'numpy'"
         )
     kernel = _dispatch.kernel("optim", "gradient_descent", chosen, _DESCENT_AUTO_ORDER)
-    arguments = (x0, x, lr, float(momentum), n_iter, tolerance, steps, converged, record,
-                 _dispatch.kernel_threads())
+    threads = _dispatch.kernel_threads()
+
+    def run(kernel, lo, hi, t0, t1):
+        """Steps t0..t1-1 of problems lo..hi-1, from where the previous tile left them."""
+        if t0 and tol is not None and converged[lo:hi].all():
+            # Each stopped at a gradient below tol, where it stays for every later step.
+            record[t0 + 1:t1 + 1, lo:hi] = x[lo:hi]
+            return
+        kernel(grad, (x if t0 else x0)[lo:hi], x[lo:hi], velocity[lo:hi], lr, momentum,
+               t1 - t0, tolerance, steps[lo:hi], converged[lo:hi], record[t0:t1 + 1, lo:hi],
+               threads)
+
+    def descend(kernel):
+        # numpy steps in Python, which takes Ctrl-C between two numpy operations.
+        if (kernel is _reference.gradient_descent
+                or x.size * n_iter <= _UNMEASURED_WORK):  # small calls: one kernel call
+            kernel(grad, x0, x, velocity, lr, momentum, n_iter, tolerance, steps, converged,
+                   record, threads)
+        else:
+            _run_tiles(lambda lo, hi, t0, t1: run(kernel, lo, hi, t0, t1), problems, n_iter,
+                       work=math.prod(x.shape[1:]), slice_problems=not history)
+
     if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
         converged[:] = True
     else:
         try:
-            kernel(grad, *arguments)
+            descend(kernel)
         except GradCompileError as error:
             if chosen != "auto":
                 raise
             warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
                           stacklevel=2)
-            _dispatch.kernel("optim", "gradient_descent", "numpy", ())(grad, *arguments)
+            steps[:] = 0
+            velocity[:] = 0
+            descend(_dispatch.kernel("optim", "gradient_descent", "numpy", ()))
     # Without tol the kernels' converged says whether x is finite.
     finite = converged if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     _warn_diverged("gradient_descent", finite)
@@ -265,12 +499,17 @@ def gradient_descent(
 def _minibatch_order(samples: int, batch: int, n_iter: int, seed) -> np.ndarray:
     """The rows mini-batch SGD visits: a permutation per epoch drawn from ``seed``.
 
-    Shape (epochs, samples), int64, for ``n_iter`` steps of ``batch`` rows.
+    Shape (epochs, samples), int64, for ``n_iter`` steps of ``batch`` rows;
+    allocated before it is drawn (a ValueError naming n_iter if no array can
+    hold it), epoch by epoch (Ctrl-C is honoured in between).
     """
     per_epoch = -(-samples // batch)
     rng = np.random.default_rng(seed)
-    return np.array([rng.permutation(samples) for _ in range(-(-n_iter // per_epoch))],
-                    dtype=np.int64).reshape(-1, samples)
+    order = _empty((-(-n_iter // per_epoch), samples), np.int64,
+                   f"the mini-batch order of n_iter={n_iter} steps of {batch} rows")
+    for epoch in order:
+        epoch[:] = rng.permutation(samples)
+    return order
 
 
 def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size, l2,
@@ -296,13 +535,16 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
         raise ValueError(f"y must hold class labels 0 and 1 only for {function}, got "
                          f"{np.unique(y[~np.isin(y, (0, 1))])[:5]}")
     lr = _positive(lr, "lr")
-    n_iter = _count(n_iter, "n_iter", 0)
+    n_iter = _count(n_iter, "n_iter", 0, MAX_ITERATIONS)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a real number, got {type(l2).__name__}")
-    if not (math.isfinite(l2) and l2 >= 0):
+    if not (math.isfinite(_real(l2, "l2")) and l2 >= 0):
         raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
+    fit_intercept = _flag(fit_intercept, "fit_intercept")
+    seed = _seed(seed)
+    if batch_size is not None:
+        # Any size is valid: larger than N means N (what the kernels get).
+        _count(batch_size, "batch_size", 1)
 
     single = X.ndim == 2
     X3 = np.ascontiguousarray(X[None] if single else X, dtype=compute)
@@ -317,24 +559,39 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
             raise ValueError(f"w0 has shape {w0.shape}, expected ({D},) or ({P}, {D})")
         coef = np.array(np.broadcast_to(w0, (P, D)), dtype=compute, order="C")
     intercept = np.zeros(P, dtype=compute)
-    if batch_size is not None:
-        _count(batch_size, "batch_size", 1)
+    losses = _empty((P, n_iter), compute, f"the loss of n_iter={n_iter} steps of {P} problems")
     if batch_size is None or n_iter == 0:
         batch = N
         order = np.empty((0, N), dtype=np.int64)
     else:
         batch = min(batch_size, N)
         order = _minibatch_order(N, batch, n_iter, seed)
-    losses = np.empty((P, n_iter), dtype=compute)
+    per_epoch = -(-N // batch)
     # scales[n]: what the sums over a batch of n rows are multiplied by.
     scales = np.ones(batch + 1, dtype=compute)
     if reduction == "mean":
         scales[1:] /= np.arange(1, batch + 1)
 
     kernel = _dispatch.kernel("optim", "fit", backend, _FIT_AUTO_ORDER)
-    if P:
-        kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
-               bool(fit_intercept), order, batch, losses, _dispatch.kernel_threads())
+    threads = _dispatch.kernel_threads()
+
+    def run(lo, hi, t0, t1):
+        """Steps t0..t1-1 (t0 at an epoch's start) of problems lo..hi-1, from their coef."""
+        whole = t0 == 0 and t1 == n_iter
+        tile = losses[lo:hi] if whole else np.empty((hi - lo, t1 - t0), compute)
+        kernel(X3[lo:hi], y2[lo:hi], coef[lo:hi], intercept[lo:hi], lr, t1 - t0, loss_code,
+               float(l2), scales, fit_intercept, order[t0 // per_epoch:], batch, tile, threads)
+        if not whole:
+            losses[lo:hi, t0:t1] = tile
+
+    seconds = _FIT_SECONDS_PER_ROW_FEATURE * batch * max(D, 1)  # a problem-step
+    # numpy steps in Python, which takes Ctrl-C between two numpy operations.
+    if kernel is _reference.fit or P * n_iter * seconds < 2 * _slices.SLICE_SECONDS:
+        if P:  # small calls: one kernel call
+            kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
+                   fit_intercept, order, batch, losses, threads)
+    else:
+        _run_tiles(run, P, n_iter, seconds=seconds, align=per_epoch if order.shape[0] else 1)
     converged = np.isfinite(coef).all(axis=1) & np.isfinite(intercept)
     if n_iter:
         converged &= np.isfinite(losses[:, -1])
@@ -355,27 +612,28 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
     lr : float, optional
         The learning rate, finite and > 0.
     n_iter : int, optional
-        The number of gradient steps (>= 0); with mini-batches, each step
-        takes one batch.{loss_parameter}
+        The number of gradient steps, in [0, 2**63 - 2]; with mini-batches,
+        each step takes one batch.{loss_parameter}
     reduction : {{"mean", "sum"}}, optional
         Whether a step's loss and gradient are the mean over its batch's rows
         or their sum.
     batch_size : int, optional
         None: full-batch gradient descent.  An integer >= 1: mini-batch SGD,
         every epoch visiting the rows in a new random order (the last batch of
-        an epoch holds the remainder); larger than N means N.
+        an epoch holds the remainder); larger than N (any size) means N.
     l2 : float, optional
         L2 penalty ``l2 / 2 * |coef|**2`` added to the objective (the
         intercept is not penalized); >= 0.
     fit_intercept : bool, optional
-        Also fit an intercept (starting at 0).
+        Also fit an intercept (starting at 0): True or False (numpy's bools
+        too), nothing else.
     w0 : array_like, shape (D,) or (P, D), optional
         The starting coefficients (default zeros); (D,) starts every problem
         there.
     seed : int or numpy.random.Generator, optional
         Seeds the mini-batch order (``numpy.random.default_rng(seed)``); the
         P problems share the order, and every backend gives the same result
-        for the same seed.
+        for the same seed.  Checked with or without ``batch_size``.
     backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend`.  numpy runs the P problems
         together, step by step, in batched matrix products.  Numba and Cython
@@ -383,6 +641,12 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
         threads, each training one problem at a time with its data in L1
         cache for all its steps (Cython, with register-blocked C loops, is the
         fastest and ``"auto"`` picks it).  They agree with numpy to rounding.
+        A long compiled call runs in slices of about 0.1 s (of problems, and
+        of steps, at epochs' starts, when few problems take many: a fit
+        resumes exactly from its coefficients, so the result is the one of a
+        single call), and Ctrl-C raises KeyboardInterrupt between two of
+        them; numpy takes it between two numpy operations.  Nothing is
+        returned then; the inputs are never written.
 
     Returns
     -------
@@ -393,11 +657,14 @@ _FIT_PARAMETERS = """X : array_like, shape (N, D) or (P, N, D)
     ------
     TypeError
         A complex or non-numeric X, y or w0; a non-numeric lr, l2, n_iter or
-        batch_size.
+        batch_size; fit_intercept not a bool; seed not None, an int or a
+        numpy.random.Generator.
     ValueError
         X not 2-D or 3-D, y not shaped ``X.shape[:-1]`` (e.g. another N), no
-        samples, lr not finite and > 0, n_iter < 0, batch_size < 1, l2 < 0,
-        an unknown reduction{extra_errors}."""
+        samples, lr not finite and > 0, n_iter outside [0, 2**63 - 2] or a
+        loss history (P, n_iter) no array can hold, batch_size < 1, l2 not
+        finite and >= 0, seed < 0, an unknown reduction{extra_errors}.  All
+        checked before the first step."""
 
 
 def fit_logistic(

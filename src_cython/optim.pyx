@@ -148,10 +148,17 @@ def fit(X, y, coef, intercept, double lr, Py_ssize_t n_iter, int loss, double l2
     cdef Py_ssize_t D = cnp.PyArray_DIM(X, 2), epochs = cnp.PyArray_DIM(order, 0)
     cdef bint single = cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32
     cdef Py_ssize_t lanes = _lanes(<float>0) if single else _lanes(<double>0)
+    # No overflow in the sizes: batch_size <= N and D are dimensions of X, an
+    # array of N * D elements per problem, so (D + 1) * ld (ld < N + 128, the
+    # padding of a block) and threads * scratch_size (threads <= P) stay near
+    # X's own size; every index into X, y, coef, losses and order is below
+    # that array's size.
     cdef Py_ssize_t ld = fc_fit_padded_rows(batch_size, lanes)
     cdef Py_ssize_t scratch_size = (D + 1) * ld + D * lanes + 3 * FC_FIT_WIDE * lanes
-    cdef int threads = <int>max(1, min(num_threads, P,
-                                       P * n_iter * N * max(D, 1) // _PARALLEL_MIN_WORK))
+    # The work in double: P * n_iter * N * D may pass 2**63 (n_iter is only
+    # bounded by int64).
+    cdef double work = <double>P * <double>n_iter * <double>N * <double>max(D, 1)
+    cdef int threads = <int>max(1, min(num_threads, P, work / _PARALLEL_MIN_WORK))
     scratch = np.empty(threads * scratch_size, X.dtype)
     if single:
         _fit[float](<float*>_data(X), <float*>_data(y), <float*>_data(coef),

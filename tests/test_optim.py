@@ -1,18 +1,27 @@
 """gradient_descent, fit_logistic, fit_linear: the seed's slides, backends, kernels, oracles."""
 
+import gc
 import math
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import numpy as np
 import pytest
-from helpers import assert_threads_agree, kernel_modules, layouts, run_concurrently
+from helpers import (
+    assert_interrupted,
+    assert_threads_agree,
+    kernel_modules,
+    layouts,
+    run_concurrently,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastcalc
-from fastcalc import _cython
+import fastcalc.optim
+from fastcalc import _cython, _dispatch, _slices
 from fastcalc.optim import DescentResult, FitResult, GradCompileError
 from fastcalc.reference import optim as reference
 
@@ -1029,3 +1038,342 @@ def test_a_diverging_fit_warns(fit_backend, batch_size):
                                      backend=fit_backend)
     assert result.converged is False
     assert not np.isfinite(result.coef).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. hardening (issue 15): huge integers and wrong types, the cache of compiled grads, Ctrl-C
+
+HUGE_ARGUMENT_ERRORS = [  # (changes, exception, message): every function, every backend
+    ({"n_iter": 2**63}, ValueError, r"^n_iter must be in \[0, 9223372036854775806\], got 2\*\*63"
+                                    .replace("2\\*\\*63", str(2**63))),
+    ({"n_iter": 2**63 - 1}, ValueError, r"^n_iter must be in \[0, 9223372036854775806\]"),
+    ({"n_iter": 10**100}, ValueError, r"^n_iter must be in \[0, "),
+    ({"n_iter": np.uint64(2**64 - 1)}, ValueError, r"^n_iter must be in \[0, "),
+    ({"lr": 10**400}, ValueError, "^lr must be finite and > 0"),
+]
+
+
+@pytest.mark.parametrize("descent_backend", DESCENT_BACKENDS)
+@pytest.mark.parametrize(("changes", "exception", "message"), [
+    *HUGE_ARGUMENT_ERRORS,
+    ({"history": "no"}, TypeError, "^history must be True or False, got str"),
+    ({"history": 1}, TypeError, "^history must be True or False, got int"),
+    ({"history": None}, TypeError, "^history must be True or False"),
+    ({"history": True, "n_iter": 2**62}, ValueError,
+     r"^history=True with n_iter=4611686018427387904 would take .* bytes, more than an array"),
+    ({"momentum": math.inf}, ValueError, r"^momentum must be in \[0, 1\)"),
+    ({"tol": 10**400}, ValueError, "^tol must be finite and > 0"),
+])
+def test_descent_arguments_are_checked_before_running(descent_backend, changes, exception,
+                                                       message):
+    """The issue's gradient_descent(n_iter=2**63) failed after running, not naming n_iter."""
+    grad = CountingGrad()
+    arguments = {"grad": grad, "x0": np.ones(3), "backend": descent_backend, **changes}
+    with pytest.raises(exception, match=message):
+        fastcalc.gradient_descent(**arguments)
+    assert grad.calls == 0, "grad ran before the arguments were checked"
+
+
+class CountingGrad:
+    """A grad that counts its calls (Numba cannot compile it: a plain object)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return 2 * x
+
+
+@pytest.mark.parametrize("function", [fastcalc.fit_linear, fastcalc.fit_logistic],
+                         ids=["linear", "logistic"])
+@pytest.mark.parametrize(("changes", "exception", "message"), [
+    *HUGE_ARGUMENT_ERRORS,
+    ({"n_iter": 2**62}, ValueError,
+     r"^the loss of n_iter=4611686018427387904 steps of 1 problems would take .* bytes"),
+    ({"n_iter": 2**60, "batch_size": 1}, ValueError, r"^the loss of n_iter="),
+    ({"fit_intercept": "no"}, TypeError, "^fit_intercept must be True or False, got str"),
+    ({"fit_intercept": 0}, TypeError, "^fit_intercept must be True or False, got int"),
+    ({"fit_intercept": None}, TypeError, "^fit_intercept must be True or False"),
+    ({"seed": "abc"}, TypeError, "^seed must be None, an integer >= 0 or a numpy.random.Generator"),
+    ({"seed": 1.5}, TypeError, "^seed must be None, an integer"),
+    ({"seed": True}, TypeError, "^seed must be None, an integer"),
+    ({"seed": -1}, ValueError, "^seed must be >= 0, got -1"),
+    ({"seed": -1, "batch_size": 2}, ValueError, "^seed must be >= 0, got -1"),
+    ({"batch_size": 2**63}, None, None),
+    ({"batch_size": 10**100, "seed": 2**200}, None, None),
+    ({"fit_intercept": np.True_}, None, None),
+    ({"seed": np.random.SeedSequence(3), "batch_size": 2}, None, None),
+])
+def test_fit_arguments_are_checked_before_running(fit_backend, function, changes, exception,
+                                                  message):
+    """fit_intercept="no" was truthy and fitted an intercept; a bad seed passed without
+    batch_size; a huge n_iter failed in numpy's allocation, not naming n_iter."""
+    arguments = {"X": VALID_X, "y": VALID_Y, "n_iter": 10, "backend": fit_backend, **changes}
+    if exception is None:
+        function(**arguments)
+    else:
+        with pytest.raises(exception, match=message):
+            function(**arguments)
+
+
+def test_a_batch_larger_than_the_samples_is_all_of_them(fit_backend):
+    whole = fastcalc.fit_logistic(VALID_X, VALID_Y, n_iter=10, batch_size=len(VALID_Y), seed=1,
+                                  backend=fit_backend)
+    huge = fastcalc.fit_logistic(VALID_X, VALID_Y, n_iter=10, batch_size=2**64, seed=1,
+                                 backend=fit_backend)
+    assert_results_equal(huge, whole, FitResult._fields)
+    assert fastcalc.fit_linear(VALID_X, VALID_Y, n_iter=10, fit_intercept=False,
+                               backend=fit_backend).intercept == 0
+
+
+@pytest.fixture
+def grad_cache():
+    """The Numba backend's cache of compiled grads, emptied, its size restored after."""
+    if "numba" not in fastcalc.available_backends():
+        pytest.skip("Numba is not installed")
+    from fastcalc._numba.optim import grads
+
+    maxsize = grads.maxsize
+    grads.clear()
+    yield grads
+    fastcalc.optim.set_grad_cache_size(maxsize)
+
+
+def compiles(function):
+    """The compiles of grads during ``function()``."""
+    before = fastcalc.optim.grad_cache_info().misses
+    function()
+    return fastcalc.optim.grad_cache_info().misses - before
+
+
+def descend(grad, backend="numba"):
+    return fastcalc.gradient_descent(grad, np.linspace(-3, 3, 5), lr=0.1, n_iter=20,
+                                     backend=backend).x
+
+
+def closure_factory(offset, scale=2):
+    return lambda x: scale * x + offset
+
+
+OFFSET = 5.0
+
+
+def global_grad(x):
+    return 2 * x + OFFSET
+
+
+def test_equal_grads_compile_once(grad_cache):
+    x0 = np.linspace(-3, 3, 5)
+    assert compiles(lambda: descend(lambda x: 2 * x + 5)) == 1
+    assert compiles(lambda: descend(lambda x: 2 * x + 5)) == 0  # the same lambda written again
+    assert compiles(lambda: descend(closure_factory(5.0))) == 1
+    assert compiles(lambda: descend(closure_factory(5.0))) == 0  # the factory called again
+    expected = descend(lambda x: 2 * x + 5, backend="numpy")
+    np.testing.assert_array_equal(descend(closure_factory(5.0)), expected)
+    info = fastcalc.optim.grad_cache_info()
+    assert (info.misses, info.size) == (2, 2) and info.hits >= 3
+    assert x0.tolist() == np.linspace(-3, 3, 5).tolist()
+
+
+def test_unequal_grads_compile_apart_and_give_their_own_results(grad_cache, monkeypatch):
+    grads = [lambda x: 2 * x + 5, lambda x: 2 * x + 6, lambda x: 3 * x + 5,
+             lambda x: 2 * x + 5.0, lambda x: 2 * x - 0.0, lambda x: 2 * x + 0.0,
+             closure_factory(1.0), closure_factory(2.0), closure_factory(1.0, scale=3),
+             closure_factory(np.float32(1.0)), global_grad]
+    for grad in grads:
+        np.testing.assert_array_equal(descend(grad), descend(grad, backend="numpy"))
+    assert fastcalc.optim.grad_cache_info().misses == len(grads)
+    monkeypatch.setattr(sys.modules[__name__], "OFFSET", -1.0)  # another global object
+    np.testing.assert_array_equal(descend(global_grad), descend(global_grad, backend="numpy"))
+    assert fastcalc.optim.grad_cache_info().misses == len(grads) + 1
+
+
+def test_grads_capturing_arrays_compile_apart(grad_cache):
+    first, second = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    for shift in (first, second):
+        grad = closure_factory(shift)
+        result = fastcalc.gradient_descent(grad, np.zeros((3, 2)), n_iter=20, backend="numba").x
+        np.testing.assert_array_equal(result, fastcalc.gradient_descent(
+            grad, np.zeros((3, 2)), n_iter=20, backend="numpy").x)
+    assert fastcalc.optim.grad_cache_info().misses == 2
+
+
+def test_an_evicted_grad_is_freed(grad_cache):
+    fastcalc.optim.set_grad_cache_size(2)
+    first = closure_factory(1.0)
+    alive = weakref.ref(first)
+    descend(first)
+    del first
+    descend(closure_factory(2.0))
+    gc.collect()
+    assert alive() is not None, "held while in the cache"
+    descend(closure_factory(3.0))
+    gc.collect()
+    assert alive() is None, "the evicted grad is still alive"
+    info = fastcalc.optim.grad_cache_info()
+    assert (info.size, info.maxsize, info.misses) == (2, 2, 3)
+    with pytest.raises(ValueError, match="^size must be >= 1"):
+        fastcalc.optim.set_grad_cache_size(0)
+    with pytest.raises(TypeError, match="^size must be an integer"):
+        fastcalc.optim.set_grad_cache_size(2.0)
+
+
+LAMBDAS_IN_A_LOOP = """
+import os, numpy as np, fastcalc
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def factory(offset):
+    return lambda x: 2 * x + offset
+x0 = np.linspace(-3, 3, 100)
+fastcalc.gradient_descent(lambda x: 2 * x + 5, x0, backend="numba")
+before = rss()
+for _ in range(200):
+    fastcalc.gradient_descent(lambda x: 2 * x + 5, x0, backend="numba")
+    fastcalc.gradient_descent(factory(5.0), x0, backend="numba")
+print((rss() - before) / 2**20, fastcalc.optim.grad_cache_info().misses)
+"""
+
+
+@requires_numba
+def test_new_grad_objects_per_call_grow_memory_by_at_most_100_mb():
+    """The issue's lambda in a loop: 1.4 s and 4.5 MB per call, never freed (219 -> 1131 MB)."""
+    process = subprocess.run([sys.executable, "-c", LAMBDAS_IN_A_LOOP], capture_output=True,
+                             text=True, timeout=600, check=False)
+    assert process.returncode == 0, process.stderr[-2000:]
+    growth, compiles = process.stdout.split()
+    assert float(growth) <= 100, f"RSS grew by {growth} MB"
+    assert int(compiles) == 2
+
+
+def count_kernel_calls(monkeypatch):
+    """A list that gets one element per kernel call of the public functions."""
+    calls = []
+    real = _dispatch.kernel
+
+    def kernel(*arguments):
+        found = real(*arguments)
+
+        def spy(*values):
+            calls.append(None)
+            return found(*values)
+
+        return spy
+
+    monkeypatch.setattr(_dispatch, "kernel", kernel)
+    return calls
+
+
+def in_tiny_slices(monkeypatch):
+    """Every call measured and cut into slices of about a microsecond."""
+    monkeypatch.setattr(fastcalc.optim, "_UNMEASURED_WORK", 0)
+    monkeypatch.setattr(fastcalc.optim, "_PROBE_WORK", 4)
+    monkeypatch.setattr(fastcalc.optim, "_FIT_SECONDS_PER_ROW_FEATURE", 1e-3)
+    monkeypatch.setattr(_slices, "SLICE_SECONDS", 1e-6)
+
+
+@requires_numba
+@settings(max_examples=40, deadline=None)
+@given(shape=st.one_of(st.tuples(st.integers(1, 40)), st.tuples(st.integers(1, 12),
+                                                                 st.integers(1, 4))),
+       n_iter=st.integers(1, 40), momentum=st.sampled_from([0.0, 0.4]),
+       tol=st.one_of(st.none(), st.floats(1e-3, 0.5)), history=st.booleans(),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))
+def test_a_descent_in_slices_is_the_descent_in_one_call(shape, n_iter, momentum, tol, history,
+                                                         dtype, seed):
+    x0 = np.random.default_rng(seed).uniform(-1.5, 1.5, shape).astype(dtype)
+    keywords = dict(momentum=momentum, tol=tol, history=history, backend="numba")
+    whole = fastcalc.gradient_descent(cubic_grad, x0, 0.1, n_iter, **keywords)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        in_tiny_slices(monkeypatch)
+        calls = count_kernel_calls(monkeypatch)
+        sliced = fastcalc.gradient_descent(cubic_grad, x0, 0.1, n_iter, **keywords)
+    # A compiling call, then a first tile of 4 coordinate-steps a problem, then the rest (but
+    # for problems stopped by tol, which stay where they are without a call).
+    assert len(calls) > 2 or n_iter * x0[0].size <= 4 or (tol and np.all(whole.converged))
+    assert_results_equal(sliced, whole, DescentResult._fields)
+
+
+COMPILED_FIT_BACKENDS = [name for name in ("cython", "numba")
+                         if name in fastcalc.available_backends()
+                         and (name == "numba" or _cython.available_isas("optim"))]
+
+
+@pytest.mark.skipif(not COMPILED_FIT_BACKENDS, reason="no compiled optim kernels")
+@settings(max_examples=40, deadline=None)
+@given(problems=st.integers(1, 5), samples=st.integers(1, 30), features=st.integers(0, 9),
+       loss=st.sampled_from(["linear", "log", "squared"]),
+       batch_size=st.one_of(st.none(), st.integers(1, 12)), n_iter=st.integers(1, 30),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16))
+def test_a_fit_in_slices_is_the_fit_in_one_call(problems, samples, features, loss, batch_size,
+                                                n_iter, dtype, seed):
+    X, y = make_data(np.random.default_rng(seed), (problems, samples, features), loss)
+    X = X.astype(dtype)
+    for fit_backend in COMPILED_FIT_BACKENDS:
+        keywords = dict(lr=0.05, n_iter=n_iter, batch_size=batch_size, seed=seed, l2=0.01,
+                        backend=fit_backend)
+        whole = fit(loss, X, y, **keywords)
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            in_tiny_slices(monkeypatch)
+            calls = count_kernel_calls(monkeypatch)
+            sliced = fit(loss, X, y, **keywords)
+        # Steps are cut at epochs of mini-batches.
+        epoch = 1 if batch_size is None else -(-samples // min(batch_size, samples))
+        assert len(calls) > 1 or problems * -(-n_iter // epoch) == 1
+        assert_results_equal(sliced, whole, FitResult._fields)
+
+
+def test_small_calls_run_in_one_kernel_call(monkeypatch, backend):
+    """The README's examples: no measuring, no slices."""
+    calls = count_kernel_calls(monkeypatch)
+    if backend != "cython":
+        fastcalc.gradient_descent(seed_df, 0.0, lr=0.1, n_iter=100, backend=backend)
+        fastcalc.gradient_descent(seed_df, np.ones(10_000), lr=0.1, n_iter=100, backend=backend)
+    X, y = make_data(np.random.default_rng(0), (100, 256, 8), "log")
+    fastcalc.fit_logistic(X, y, n_iter=50, backend=backend)
+    assert len(calls) == (1 if backend == "cython" else 3)
+
+
+INTERRUPTED_SETUP = """
+import numpy as np, fastcalc
+rng = np.random.default_rng(0)
+X = rng.normal(size=(4000, 256, 8))
+y = X[..., 0] > 0
+"""
+INTERRUPTED_CALLS = {  # (backend, call): each several seconds, and each sliced its own way
+    "descent numba, 10**7 scalar problems": (
+        "numba", "fastcalc.gradient_descent(lambda x: 2*x + 5, np.ones(10**7), n_iter=5000, "
+                 "backend='numba')"),
+    "descent numba, (B, D) problems": (
+        "numba", "fastcalc.gradient_descent(lambda p: 2*p + 1, np.ones((20_000, 50)), lr=0.01, "
+                 "n_iter=4000, momentum=0.5, backend='numba')"),
+    "descent numba, one problem of many steps": (
+        "numba", "fastcalc.gradient_descent(lambda x: 2*x + 5, np.ones(1), n_iter=5 * 10**8, "
+                 "tol=1e-300, backend='numba')"),
+    "descent numpy": (
+        "numpy", "fastcalc.gradient_descent(lambda x: 2*x + 5, np.ones(10**7), n_iter=60, "
+                 "momentum=0.5, backend='numpy')"),
+    "fit cython, 4000 problems": (
+        "cython", "fastcalc.fit_logistic(X, y, n_iter=2000, backend='cython')"),
+    "fit cython, one problem of many mini-batches": (
+        "cython", "fastcalc.fit_logistic(X[0], y[0], n_iter=10**7, batch_size=32, seed=0, "
+                  "backend='cython')"),
+    "fit numba, 4000 problems": (
+        "numba", "fastcalc.fit_logistic(X, y, n_iter=2000, backend='numba')"),
+    "fit numba, one problem of many steps": (
+        "numba", "fastcalc.fit_linear(X[0], X[0, :, 0], n_iter=10**7, backend='numba')"),
+    "fit numpy, 1000 problems": (
+        "numpy", "fastcalc.fit_logistic(X[:1000], y[:1000], n_iter=500, backend='numpy')"),
+}
+
+
+@pytest.mark.parametrize("case", INTERRUPTED_CALLS)
+def test_a_long_call_honours_ctrl_c(case):
+    """The issue: 18-43 s on Numba (gradient_descent on (B, D) problems not within 90 s), 23 s
+    for Cython's fit_logistic, before a Ctrl-C was taken."""
+    backend, call = INTERRUPTED_CALLS[case]
+    if backend not in fastcalc.available_backends() or (
+            backend == "cython" and not _cython.available_isas("optim")):
+        pytest.skip(f"no {backend} backend")
+    latency = assert_interrupted(INTERRUPTED_SETUP, call, timeout=600)
+    print(f"{case}: KeyboardInterrupt {latency:.3f} s after SIGINT")

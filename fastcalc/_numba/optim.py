@@ -4,15 +4,18 @@ Same names and signatures as :mod:`fastcalc.reference.optim` (its docstring
 states the contract).
 
 ``gradient_descent`` compiles the user's ``grad`` with Numba (once per
-function object) and runs every problem without returning to Python, the
-batch shared out among threads (the kernels release the GIL).  Scalar
+function of the same contents, in a cache of bounded size: :class:`_GradCache`)
+and runs every problem without returning to Python, the batch shared out
+among threads (the kernels release the GIL).  Scalar
 problems run in blocks of ``_BLOCK`` that stay in L1 for all their steps,
 the step loop outside the block loop: a step of one problem depends on its
 previous one, so only running many problems side by side fills the vector
-lanes and hides the latency.  These kernels are compiled per ``grad`` and
-not cached on disk (a cache entry per user function would only grow).  They
-use no fast-math flags, so a step rounds exactly as numpy's ``x - lr * g``
-does.
+lanes and hides the latency.  These kernels are compiled per ``grad`` (the
+cache entry's own) and not cached on disk (an entry per user function would
+only grow).  Sizes and indices are int64, bounded by the arrays' sizes and
+by n_iter <= fastcalc.optim.MAX_ITERATIONS (so ``n_iter + 1`` does not
+wrap); the fits' by the dimensions of X.  They use no fast-math flags, so a
+step rounds exactly as numpy's ``x - lr * g`` does.
 
 ``fit`` trains each problem in turn per thread, with its data transposed to
 (D, N) once (or each mini-batch gathered so), in L1 for all its steps, and
@@ -20,10 +23,14 @@ every pass over the rows vectorized: the sums over rows (the gradient, the
 loss) in functions that allow reassociation, the rest without.
 """
 
+import collections
+import functools
 import math
 import threading
+import types
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -33,7 +40,7 @@ from numba.core.errors import NumbaError
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH, exp_nonpositive
 from fastcalc._numba.activations import _sigmoid_one
-from fastcalc.optim import GradCompileError
+from fastcalc.optim import GradCacheInfo, GradCompileError
 from fastcalc.reference.optim import LINEAR_SQUARED, LOGISTIC_LOG
 
 __all__ = ["fit", "gradient_descent"]
@@ -57,28 +64,182 @@ _ZERO32 = np.float32(0)
 
 # ---------------------------------------------------------------- user grads
 
-_compiled: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
-_compile_lock = threading.Lock()
+class _Identity:
+    """A key part equal only to itself: an object compared by identity (and kept alive)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
 
 
-def _compile(grad):
-    """``grad`` as a Numba dispatcher (compiled lazily, memoized per function)."""
-    if isinstance(grad, numba.core.dispatcher.Dispatcher):
-        return grad
-    with _compile_lock:
+def _value_key(value, depth=0):
+    """``value`` as Numba compiles it: a function by its contents, floats by their bits.
+
+    The type is part of the key (Numba types 2 and 2.0 apart) and floats go by
+    their hex form (0.0 and -0.0 give different code, NaN equals NaN);
+    anything unhashable or mutable (an array, a list) goes by identity.
+    """
+    if isinstance(value, types.FunctionType) and depth < 4:
+        return _function_key(value, depth + 1)
+    if isinstance(value, types.CodeType):
+        return _code_key(value, depth)
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
+        return type(value), complex(value).real.hex(), complex(value).imag.hex()
+    if isinstance(value, tuple):
+        return tuple, tuple(_value_key(item, depth) for item in value)
+    if isinstance(value, (int, str, bytes, bool, type(None), np.integer, np.bool_)):
+        return type(value), value
+    return _Identity(value)
+
+
+def _code_key(code, depth):
+    """A code object by what it computes: its names and line numbers left out."""
+    return (code.co_code, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+            code.co_flags, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+            getattr(code, "co_exceptiontable", b""),
+            tuple(_value_key(constant, depth) for constant in code.co_consts))
+
+
+def _cell_is_full(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 (the attribute raises for an empty cell)
+    except ValueError:  # a name bound later
+        return False
+    return True
+
+
+def _cell_key(cell, depth):
+    return _value_key(cell.cell_contents, depth) if _cell_is_full(cell) else _Identity(cell)
+
+
+@functools.lru_cache(maxsize=256)
+def _names(code):
+    """The global and attribute names ``code`` and the code nested in it use."""
+    names = dict.fromkeys(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names.update(dict.fromkeys(_names(constant)))
+    return tuple(names)
+
+
+def _function_key(function, depth=0):
+    """What Numba freezes when it compiles ``function``: two equal keys compile the same.
+
+    Its code, constants, defaults and the values in its closure cells, and
+    the objects (by identity) of the globals it names.
+    """
+    namespace = function.__globals__
+    cells = tuple(_cell_key(cell, depth) for cell in function.__closure__ or ())
+    globals_used = tuple((name, _Identity(namespace[name]))
+                         for name in _names(function.__code__) if name in namespace)
+    return (_code_key(function.__code__, depth), cells, globals_used,
+            _value_key(function.__defaults__, depth),
+            _value_key(tuple(sorted((function.__kwdefaults__ or {}).items())), depth))
+
+
+class _Compiled(NamedTuple):
+    """A cache entry: grad and the two descent kernels around it, compiled on first use."""
+
+    grad: object
+    scalars: object
+    vectors: object
+
+
+class _GradCache:
+    """The compiled grads, least recently used first, at most ``maxsize`` of them.
+
+    Keyed by :func:`_function_key`, so an equal function (the same lambda
+    written again, the same closure factory called with equal values, a
+    function unpickled on a worker) reuses the compiled code.  Each entry
+    has its own descent kernels: the kernels compiled around a grad belong
+    to it and go with it when it is evicted (Numba keeps a compiled
+    function's machine code until the process ends, but the entry's Python
+    objects, the user's function and what it references, are freed).
+    """
+
+    def __init__(self, maxsize):
+        self.maxsize = maxsize
+        self._entries: collections.OrderedDict = collections.OrderedDict()
+        self._keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, grad) -> _Compiled:
+        key = self._key(grad)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry
+            try:
+                compiled = (grad if isinstance(grad, numba.core.dispatcher.Dispatcher)
+                            else njit(**_JIT_USER)(grad))
+            except Exception as error:  # noqa: BLE001 (Numba raises several types here)
+                raise GradCompileError(f"Numba cannot compile grad {grad!r}: {error}") from error
+            entry = _Compiled(compiled, njit(**_JIT_USER)(_descend_scalars),
+                              njit(**_JIT_USER)(_descend_vectors))
+            self.misses += 1
+            self._entries[key] = entry
+            self._trim()
+            return entry
+
+    def _key(self, grad):
+        """:func:`_function_key`, remembered per function object while what it reads is the same.
+
+        What it reads: the code, defaults, closure cell values and referenced
+        globals, compared by identity; computing the key itself costs
+        several microseconds, which a small call should not pay each time.
+        """
+        if not isinstance(grad, types.FunctionType):
+            return _Identity(grad)
+        namespace = grad.__globals__
+        inputs = (grad.__code__, grad.__defaults__, grad.__kwdefaults__,
+                  *(cell.cell_contents if _cell_is_full(cell) else cell
+                    for cell in grad.__closure__ or ()),
+                  *(namespace.get(name) for name in _names(grad.__code__)))
         try:
-            return _compiled[grad]
+            remembered, key = self._keys[grad]
+            if len(remembered) == len(inputs) and all(
+                    a is b for a, b in zip(remembered, inputs, strict=True)):
+                return key
         except (KeyError, TypeError):
             pass
+        key = _function_key(grad)
         try:
-            dispatcher = njit(**_JIT_USER)(grad)
-        except Exception as error:  # noqa: BLE001 (Numba raises several types here)
-            raise GradCompileError(f"Numba cannot compile grad {grad!r}: {error}") from error
-        try:
-            _compiled[grad] = dispatcher
-        except TypeError:  # not weak-referenceable: compiled again next time
+            self._keys[grad] = (inputs, key)
+        except TypeError:  # not weak-referenceable
             pass
-        return dispatcher
+        return key
+
+    def resize(self, maxsize: int) -> None:
+        with self._lock:
+            self.maxsize = maxsize
+            self._trim()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def info(self) -> GradCacheInfo:
+        with self._lock:
+            return GradCacheInfo(self.hits, self.misses, len(self._entries), self.maxsize)
+
+    def _trim(self):
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+
+GRAD_CACHE_SIZE = 64  # the default of fastcalc.optim.set_grad_cache_size
+grads = _GradCache(GRAD_CACHE_SIZE)
 
 
 def _reason(error: NumbaError) -> str:
@@ -108,9 +269,8 @@ def _check_grad(dispatcher, grad, x):
         )
 
 
-@njit(**_JIT_USER)
-def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, converged,
-                     history):
+def _descend_scalars(grad, x0, x, carried, lo, hi, lr, momentum, n_iter, tol, steps,
+                     converged, history):
     position = np.empty(_BLOCK, x.dtype)
     velocity = np.empty(_BLOCK, x.dtype)
     taken = np.empty(_BLOCK, steps.dtype)
@@ -125,7 +285,7 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
         source, target, done = x0[start:stop], x[start:stop], converged[start:stop]
         for i in range(m):
             position[i] = source[i]
-            velocity[i] = 0
+            velocity[i] = carried[start + i] if carried.shape[0] else 0
             taken[i] = 0
         for t in range(n_iter):
             if plain:
@@ -146,8 +306,10 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
             if not plain and moving == 0:
                 history[t + 2:, start:stop] = position[:m]
                 break
+        if carried.shape[0]:
+            carried[start:stop] = velocity[:m]
         if tol >= 0:
-            steps[start:stop] = taken[:m]
+            steps[start:stop] += taken[:m]
             for i in range(m):
                 done[i] = abs(grad(position[i])) < tol
         else:
@@ -157,15 +319,17 @@ def _descend_scalars(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
             target[i] = position[i]
 
 
-@njit(**_JIT_USER)
-def _descend_vectors(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, converged,
-                     history):
+def _descend_vectors(grad, x0, x, carried, lo, hi, lr, momentum, n_iter, tol, steps,
+                     converged, history):
     D = x.shape[1]
     position = np.empty(D, x.dtype)
     velocity = np.empty(D, x.dtype)
     for b in range(lo, hi):
         position[:] = x0[b]
-        velocity[:] = 0
+        if carried.shape[0]:
+            velocity[:] = carried[b]
+        else:
+            velocity[:] = 0
         taken = 0
         for t in range(n_iter + 1 if tol >= 0 else n_iter):
             g = grad(position)
@@ -189,8 +353,10 @@ def _descend_vectors(grad, x0, x, lo, hi, lr, momentum, n_iter, tol, steps, conv
                 history[t + 1, b] = position
         for rest in range(taken + 1, history.shape[0]):
             history[rest, b] = position
+        if carried.shape[0]:
+            carried[b] = velocity
         if tol >= 0:
-            steps[b] = taken
+            steps[b] += taken
         else:
             converged[b] = np.isfinite(position).all()
         x[b] = position
@@ -211,18 +377,19 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, history,
-                     num_threads):
-    dispatcher = _compile(grad)
+def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, converged,
+                     history, num_threads):
+    compiled = grads.get(grad)
+    dispatcher = compiled.grad
     _check_grad(dispatcher, grad, x0)
-    kernel = _descend_scalars if x.ndim == 1 else _descend_vectors
+    kernel = compiled.scalars if x.ndim == 1 else compiled.vectors
     typed = x.dtype.type
     if history.shape[0]:
         history[0] = x0
 
     def run(lo, hi):
-        kernel(dispatcher, x0, x, lo, hi, typed(lr), typed(momentum), n_iter, typed(tol), steps,
-               converged, history)
+        kernel(dispatcher, x0, x, velocity, lo, hi, typed(lr), typed(momentum), n_iter,
+               typed(tol), steps, converged, history)
 
     try:
         run(0, 0)  # compiles the kernel for this grad, here rather than in a worker

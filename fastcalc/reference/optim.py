@@ -1,10 +1,10 @@
 """Reference (numpy) kernels for batched gradient descent.
 
-``gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged,
-history, num_threads)`` runs B independent descents from ``x0`` and writes
-the final points to ``x`` (which may be ``x0``): both (B,) (B scalar
-problems) or (B, D) (B points of D coordinates); ``grad`` is the user's
-gradient.  Per problem, with ``v`` starting at zero::
+``gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps,
+converged, history, num_threads)`` runs B independent descents from ``x0``
+and writes the final points to ``x`` (which may be ``x0``): both (B,) (B
+scalar problems) or (B, D) (B points of D coordinates); ``grad`` is the
+user's gradient.  Per problem, with ``v`` starting at ``velocity``::
 
     g = grad(x)
     stop if tol >= 0 and |g| < tol          (|g|: the 2-norm over D)
@@ -12,14 +12,18 @@ gradient.  Per problem, with ``v`` starting at zero::
     v = momentum * v + g    otherwise        (PyTorch's SGD momentum)
     x = x - lr * v
 
-at most ``n_iter`` times.  With ``tol >= 0``, ``steps`` (B,) gets the number
-of steps taken; without, every problem takes ``n_iter`` steps and ``steps``
-is left alone (it may have no elements).  ``converged`` (B,) gets, with
-``tol >= 0``, whether ``|grad(x)| < tol`` at the returned point, and with
-``tol < 0`` (no tolerance) whether it is finite.
+at most ``n_iter`` times.  ``velocity``, shaped like ``x``, holds the
+starting velocities and receives the final ones; with ``momentum == 0`` it
+has no rows and is left alone.  With ``tol >= 0``, ``steps`` (B,) gets the
+number of steps taken added to it; without, every problem takes ``n_iter``
+steps and ``steps`` is left alone (it may have no elements).  ``converged``
+(B,) gets, with ``tol >= 0``, whether ``|grad(x)| < tol`` at the returned
+point, and with ``tol < 0`` (no tolerance) whether it is finite.
 ``history`` is (n_iter + 1, *x.shape) to receive every iterate (a problem
-that stopped repeats its last point), or has no rows.  Here ``grad`` is
-called on the whole batch at once (so it must broadcast).
+that stopped repeats its last point), or has no rows.  So a descent resumes
+exactly where a call with fewer steps left it: call again with ``x0 = x``,
+the same ``velocity`` and ``steps``, and the next rows of ``history``.
+Here ``grad`` is called on the whole batch at once (so it must broadcast).
 
 ``fit(X, y, coef, intercept, lr, n_iter, loss, l2, scales, fit_intercept,
 order, batch_size, losses, num_threads)`` trains P independent linear
@@ -76,14 +80,11 @@ def _norm(g):
     return np.abs(g) if g.ndim == 1 else np.sqrt(np.einsum("bd,bd->b", g, g))
 
 
-def gradient_descent(grad, x0, x, lr, momentum, n_iter, tol, steps, converged, history,
-                     num_threads):
+def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, converged,
+                     history, num_threads):
     x[...] = x0
     record = history.shape[0] > 0
-    velocity = np.zeros_like(x)
     moving = np.ones(x.shape[0], dtype=bool)
-    if tol >= 0:
-        steps[:] = 0
     if record:
         history[0] = x
     for t in range(n_iter):
