@@ -145,11 +145,16 @@ def _function_key(function, depth=0):
 
 
 class _Compiled(NamedTuple):
-    """A cache entry: grad and the two descent kernels around it, compiled on first use."""
+    """A cache entry: grad and the two descent kernels around it, compiled on first use.
+
+    ``checked`` holds the (dtype, point shape) of the calls whose grad and
+    kernel were already compiled and checked: later calls skip both steps.
+    """
 
     grad: object
     scalars: object
     vectors: object
+    checked: set
 
 
 class _GradCache:
@@ -185,7 +190,7 @@ class _GradCache:
             except Exception as error:  # noqa: BLE001 (Numba raises several types here)
                 raise GradCompileError(f"Numba cannot compile grad {grad!r}: {error}") from error
             entry = _Compiled(compiled, njit(**_JIT_USER)(_descend_scalars),
-                              njit(**_JIT_USER)(_descend_vectors))
+                              njit(**_JIT_USER)(_descend_vectors), set())
             self.misses += 1
             self._entries[key] = entry
             self._trim()
@@ -381,7 +386,7 @@ def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, co
                      history, num_threads):
     compiled = grads.get(grad)
     dispatcher = compiled.grad
-    _check_grad(dispatcher, grad, x0)
+    signature = (x.dtype, x.shape[1:])
     kernel = compiled.scalars if x.ndim == 1 else compiled.vectors
     typed = x.dtype.type
     if history.shape[0]:
@@ -391,13 +396,16 @@ def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, co
         kernel(dispatcher, x0, x, velocity, lo, hi, typed(lr), typed(momentum), n_iter,
                typed(tol), steps, converged, history)
 
-    try:
-        run(0, 0)  # compiles the kernel for this grad, here rather than in a worker
-    except NumbaError as error:
-        raise GradCompileError(
-            f"Numba cannot compile the descent around grad {grad!r}: "
-            f"{_reason(error)}"
-        ) from error
+    if signature not in compiled.checked:
+        _check_grad(dispatcher, grad, x0)
+        try:
+            run(0, 0)  # compiles the kernel for this grad, here rather than in a worker
+        except NumbaError as error:
+            raise GradCompileError(
+                f"Numba cannot compile the descent around grad {grad!r}: "
+                f"{_reason(error)}"
+            ) from error
+        compiled.checked.add(signature)
     problems = x.shape[0]
     threads = max(1, min(num_threads, problems, x.size * max(n_iter, 1) // PARALLEL_MIN_WORK))
     bounds = [problems * k // threads for k in range(threads + 1)]
