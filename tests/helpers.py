@@ -91,20 +91,23 @@ def assert_interrupted(setup, call, timeout=120):
     """``call`` (Python source), run after ``setup`` in a fresh interpreter, honours SIGINT.
 
     The child runs ``call`` once to warm up (compilation is not what is
-    interrupted), says so, and runs it again; SIGINT is sent 0.5 s later.
-    The child must raise KeyboardInterrupt from that call, then run ``call``
-    once more to completion (the process is still sane).  ``call`` must take
-    several seconds, so that an interrupt taken only at its end is caught.
+    interrupted), says how long that took, and runs it again; SIGINT is sent
+    a tenth of that time later (0.02 to 0.5 s), early in the call whatever
+    the machine's speed.  The child must raise KeyboardInterrupt from that
+    call, then run ``call`` once more to completion (the process is still
+    sane).  ``call`` must take at least half a second here (else the test
+    fails saying so): an interrupt taken only at the call's end must show.
     Returns the seconds from SIGINT to the child's report of the
     KeyboardInterrupt (benchmarks report it; tests do not assert a wall time).
     """
     body = textwrap.indent(textwrap.dedent(call).strip(), "    ")
     code = textwrap.dedent(setup) + f"""
-import sys
+import sys, time
 def call():
 {body}
+began = time.perf_counter()
 call()
-print("ready", flush=True)
+print("ready", time.perf_counter() - began, flush=True)
 try:
     call()
 except KeyboardInterrupt:
@@ -118,9 +121,11 @@ print("sane", flush=True)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        ready = child.stdout.readline().strip()
-        assert ready == "ready", f"{ready}\n{child.stderr.read() if ready == '' else ''}"
-        time.sleep(0.5)
+        ready = child.stdout.readline().split()
+        assert ready[:1] == ["ready"], f"{ready}\n{child.stderr.read() if not ready else ''}"
+        duration = float(ready[1])
+        assert duration >= 0.5, f"the call took {duration:.3f} s: too short to test Ctrl-C"
+        time.sleep(min(0.5, max(0.02, duration / 10)))
         sent = time.perf_counter()
         child.send_signal(signal.SIGINT)
         reaction = child.stdout.readline().strip()

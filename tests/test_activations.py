@@ -413,8 +413,8 @@ def test_small_calls_run_whole(backend, monkeypatch):
 # slice converts to float32 and back, which takes seconds on every backend.
 LONG_CALL_SETUP = """
 import numpy as np, fastcalc
-x = np.broadcast_to(np.float16(0.5), (2**26,))
-out = np.empty(2**26, np.float16)
+x = np.broadcast_to(np.float16(0.5), (2**28,))
+out = np.empty(2**28, np.float16)
 """
 
 

@@ -925,8 +925,8 @@ x, dy = (rng.standard_normal((T, B, n), np.float32) for n in (I, O))
 h0, h = (rng.uniform(-1, 1, shape).astype(np.float32) for shape in ((B, H), (T, B, H)))
 Wxh, Whh, Why = (rng.standard_normal(s, np.float32) / 32 for s in ((H, I), (H, H), (O, H)))
 """
-# Batches of a few seconds per call on each backend, on a 2-core machine.
-INTERRUPT_BATCH = {"numpy": 512, "numba": 2048, "cython": 4096}
+# Batches of one to a few seconds per call on each backend, on an idle 2-core machine.
+INTERRUPT_BATCH = {"numpy": 16384, "numba": 2048, "cython": 16384}
 
 
 @pytest.mark.parametrize("kernel", ["forward", "backward"])
