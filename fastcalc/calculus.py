@@ -29,6 +29,8 @@ import numpy as np
 
 from fastcalc import _validate
 
+_MAX_COUNT = np.iinfo(np.intp).max  # terms or intervals: an array dimension
+
 __all__ = [
     "Integral",
     "check_grad",
@@ -81,6 +83,12 @@ def _result_dtype(**values) -> tuple[np.dtype, np.dtype]:
         if isinstance(operand, np.ndarray):
             _points(operand, name)
     return _validate.compute_dtype(np.result_type(*operands), ", ".join(values))
+
+
+def _count(n) -> None:
+    """``n`` must be an integer from 1 to the largest an array dimension can be."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= _MAX_COUNT:
+        raise ValueError(f"n must be an integer from 1 to {_MAX_COUNT}, got {n!r}")
 
 
 def _method(method: str, choices) -> str:
@@ -513,8 +521,7 @@ def integrate(f: Callable, a, b, *, n: int | None = None, method: str = "simpson
                 "bounds"
             )
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        _count(n)
         if method == "simpson" and n % 2:
             raise ValueError(f"n must be even for method='simpson', got {n}")
     # Integrate from the smaller bound, then give the sign back.
@@ -682,8 +689,7 @@ def exp_taylor(x, n: int) -> np.ndarray:
     >>> bool(abs(fastcalc.exp_taylor(1.0, 20) - np.e) < 1e-15)
     True
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    _count(n)
     points, returned = _points(x)
     coeffs = np.ones(int(n), points.dtype)
     for k in range(1, int(n)):

@@ -982,3 +982,12 @@ def test_the_bound_named_is_the_infinite_one():
     with pytest.raises(ValueError, match="b must be finite") as caught:
         fastcalc.integrate(np.sin, 0.0, np.inf, method="trapezoid")
     assert "a must" not in str(caught.value)
+
+
+@pytest.mark.parametrize("n", [2**63, 2**64, 10**30])
+def test_counts_past_an_array_dimension_are_value_errors_naming_n(n):
+    """Found by the fuzz suite: numpy's "Maximum allowed size exceeded" named nothing."""
+    with pytest.raises(ValueError, match="^n must be an integer from 1 to"):
+        fastcalc.integrate(np.sin, 0.0, 1.0, n=n)
+    with pytest.raises(ValueError, match="^n must be an integer from 1 to"):
+        fastcalc.exp_taylor(1.0, n)
