@@ -418,6 +418,7 @@ out = np.empty(2**28, np.float16)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["sigmoid", "sigmoid_derivative"])
 def test_a_long_call_honours_ctrl_c(backend, kernel):
     latency = assert_interrupted(LONG_CALL_SETUP,
@@ -425,6 +426,7 @@ def test_a_long_call_honours_ctrl_c(backend, kernel):
     print(f"{backend} {kernel}: KeyboardInterrupt {latency:.3f} s after SIGINT")
 
 
+@pytest.mark.slow
 def test_a_long_contiguous_call_honours_ctrl_c():
     """No copy at all, the slices are views: 2**27 float64 elements in place (1 GiB) take
     seconds on the numpy backend (the compiled ones finish in a fraction of a second)."""

@@ -115,6 +115,7 @@ def _bind_for_others(path: str, keep) -> list[str]:
     return []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mount namespaces on Linux only")
 def test_no_writable_directory_at_all_as_an_unprivileged_user(tmp_path):
     """A read-only install, no home and read-only temporary directories, as a user that is

@@ -684,6 +684,7 @@ def test_a_sliced_forward_pass_equals_a_whole_one(backend, monkeypatch):
 LONG_LAYERS = {"numpy": 40, "numba": 120, "cython": 480}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function", ["conv2d", "conv2d_backward"])
 @pytest.mark.parametrize("backend", sorted(LONG_LAYERS))
 def test_ctrl_c_interrupts_a_long_call(backend, function, record_property):

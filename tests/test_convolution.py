@@ -416,6 +416,7 @@ LONG_CALLS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(LONG_CALLS))
 def test_ctrl_c_interrupts_a_long_call(case):
     """SIGINT stops the call partway: ``out`` is then partially written.

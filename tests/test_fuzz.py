@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import fuzz
+import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
@@ -345,6 +346,7 @@ def describe(problems):
                        + fuzz.reproducer(case) for case, problem in problems)
 
 
+@pytest.mark.slow
 @seed(SEED)
 @settings(max_examples=BATCHES, deadline=None, database=None, phases=[Phase.generate],
           suppress_health_check=list(HealthCheck))

@@ -1235,6 +1235,7 @@ print((rss() - before) / 2**20, fastcalc.optim.grad_cache_info().misses)
 """
 
 
+@pytest.mark.slow
 @requires_numba
 def test_new_grad_objects_per_call_grow_memory_by_at_most_100_mb():
     """The issue's lambda in a loop: 1.4 s and 4.5 MB per call, never freed (219 -> 1131 MB)."""
@@ -1367,6 +1368,7 @@ INTERRUPTED_CALLS = {  # (backend, call): each several seconds, and each sliced 
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", INTERRUPTED_CALLS)
 def test_a_long_call_honours_ctrl_c(case):
     """The issue: 18-43 s on Numba (gradient_descent on (B, D) problems not within 90 s), 23 s

@@ -114,6 +114,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["cython", "numba"])
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_worker_pools_never_hang_or_die(tmp_path, method, backend):

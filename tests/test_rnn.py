@@ -929,6 +929,7 @@ Wxh, Whh, Why = (rng.standard_normal(s, np.float32) / 32 for s in ((H, I), (H, H
 INTERRUPT_BATCH = {"numpy": 16384, "numba": 2048, "cython": 16384}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["forward", "backward"])
 @pytest.mark.parametrize("backend_name", [name for name in INTERRUPT_BATCH if name in BACKENDS])
 def test_a_long_call_honours_ctrl_c(backend_name, kernel):
