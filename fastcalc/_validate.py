@@ -6,10 +6,24 @@ contiguous, native byte order, one floating dtype.  Kernels never re-check.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-__all__ = ["Elementwise", "check_out", "common_dtype", "compute_dtype", "elementwise",
-           "elementwise_fast", "finish", "same_buffer"]
+__all__ = ["MEMORY_BYTES", "Elementwise", "check_out", "common_dtype", "compute_dtype",
+           "elementwise", "elementwise_fast", "finish", "same_buffer"]
+
+def _memory_bytes() -> int:
+    """This machine's memory: the most one array asked for can take."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return np.iinfo(np.intp).max
+
+
+# Results larger than this are a ValueError naming the argument that asked
+# for them, before anything is allocated (numpy would raise MemoryError).
+MEMORY_BYTES = _memory_bytes()
 
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)

@@ -8,7 +8,6 @@ of a CNN (``torch.nn.functional.conv2d`` and its gradients).
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -682,17 +681,6 @@ def _seconds_per_image(layer, backend, out_shape):
             * (wide if out_shape[1] >= _WIDE_ROWS else narrow))
 
 
-def _memory_bytes() -> int:
-    """This machine's memory: what one array can at most take."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return np.iinfo(np.intp).max
-
-
-_MEMORY_BYTES = _memory_bytes()
-
-
 class _Layer:
     """The validated arguments of a conv2d call: contiguous, native, one dtype.
 
@@ -733,11 +721,11 @@ class _Layer:
         itemsize = self.compute.itemsize
         padded_bytes = max(channels, 1) * padded[0] * padded[1] * itemsize
         out_bytes = np.prod(self.out_shape, dtype=object) * itemsize
-        if max(padded_bytes, out_bytes) > _MEMORY_BYTES:
+        if max(padded_bytes, out_bytes) > _validate.MEMORY_BYTES:
             raise ValueError(f"padding {self.padding} is too large: one padded image of x "
                              f"{image.shape} ({padded_bytes} bytes) or the output "
                              f"{self.out_shape} ({out_bytes} bytes) would exceed this "
-                             f"machine's memory ({_MEMORY_BYTES} bytes)")
+                             f"machine's memory ({_validate.MEMORY_BYTES} bytes)")
         if grad_out is not None and arrays["grad_out"].shape != self.out_shape:
             raise ValueError(f"grad_out must have the shape of the layer's output "
                              f"{self.out_shape} (x {image.shape}, weight {filters.shape}, "

@@ -24,7 +24,6 @@ _AUTO_ORDER = ("cython", "numba", "numpy")
 _FLOAT64 = np.dtype(np.float64)
 _FLOAT32 = np.dtype(np.float32)
 _OPTIONAL = frozenset({"h0", "bh", "by", "dh_last"})  # None means zeros
-_INTP_MAX = np.iinfo(np.intp).max
 
 # A generous estimate of the seconds a kernel takes per multiply-add of the
 # forward pass (the backward pass has twice as many): several times what the
@@ -389,17 +388,18 @@ class _Arguments:
     def _sizes(self, x_shape, T, B, I, H, O, dtype) -> None:  # noqa: E741 (the RNN's names)
         """Keep H, O and a sequence's time estimate; results numpy cannot allocate raise.
 
-        Empty arrays (I = 0, say) may have huge other dimensions, whose
-        results (h, y: T * B * H, T * B * O) would pass numpy's limit: a
-        ValueError naming the shapes, before anything is allocated.  The
+        Empty arrays (I = 0 or T = 0, say) may have huge other dimensions,
+        whose results (h, y, dx: T * B * (H + O + I); h0, dh0: B * H) would
+        not fit in memory: a ValueError naming the shapes, before anything is
+        allocated.  The
         kernels' own buffers are bounded by these results and the weights.
         """
         self.H, self.O = H, O
         width = I + H + O
-        if (T + 1) * B * width > _INTP_MAX // dtype.itemsize:
+        if (T + 1) * B * width * dtype.itemsize > _validate.MEMORY_BYTES:
             raise ValueError(f"x {x_shape} with H = {H} (Wxh) and O = {O} (Why) gives results of "
-                             f"{T} * {B} * ({I} + {H} + {O}) elements, more than numpy can "
-                             "allocate")
+                             f"({T} + 1) * {B} * ({I} + {H} + {O}) elements, more than this "
+                             f"machine's memory ({_validate.MEMORY_BYTES} bytes)")
         self.seconds_per_sequence = (T * (H * width + _STEP_MULTIPLY_ADDS)
                                      * _SECONDS_PER_MULTIPLY_ADD)
 

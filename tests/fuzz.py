@@ -333,7 +333,9 @@ def run_case(case: dict, backends: list[str]) -> str | None:
             return f"backend {backend}: {change}"
     reference = results[chosen[0]]
     if reference.error is not None:
-        others = case["arguments"] if case.get("mismatch") else ()
+        others = tuple(case["arguments"]) if case.get("mismatch") else ()
+        if out_how == "same":  # in place: the input's dtype may not be the result's
+            others += ("out",)
         problem = _judge_error(reference.error, mutated, others)
         if problem is not None:
             return f"backend {chosen[0]}: {problem}"

@@ -950,16 +950,22 @@ def test_ragged_lists_are_value_errors_naming_the_argument(backend, call):
         call(valid_arguments(Wxh=[[1.0, 2.0], [3.0]]), backend=backend)
 
 
-@pytest.mark.parametrize("dims", [(2**29, 2**29, 0), (2**58, 2, 0), (1, 2**59, 0)])
+@pytest.mark.parametrize("dims", [(2**29, 2**29, 0), (2**58, 2, 0), (1, 2**59, 0),
+                                  (0, 2**40, 0)])
 def test_empty_inputs_whose_states_numpy_cannot_allocate_are_value_errors(backend, dims):
-    """x exists (it is empty), h would not: named before anything is allocated.
-
-    (rnn_backward's inputs include h, dy and x: every result it allocates is no larger.)
-    """
+    """x exists (it is empty), h or h0 would not fit: named before anything is allocated."""
     with pytest.raises(ValueError, match=r"^x \(.*\) with H = 5 \(Wxh\) and O = 6 \(Why\) "
-                                         "gives results of .* more than numpy can allocate"):
+                                         "gives results of .* more than this machine's memory"):
         fastcalc.rnn_forward(np.empty(dims), None, np.empty((5, 0)), np.ones((5, 5)),
                              np.ones((6, 5)), backend=backend)
+
+
+def test_a_backward_pass_of_no_steps_and_a_huge_batch_is_a_value_error(backend):
+    """Found by the fuzz suite: T = 0 with B = 2**40 asked numpy for dh0 of 24 TiB."""
+    x = np.empty((0, 2**40, 5))
+    with pytest.raises(ValueError, match="more than this machine's memory"):
+        fastcalc.rnn_backward(np.empty((0, 2**40, 2)), x, np.empty((0, 2**40, 3)), None,
+                              np.ones((3, 5)), np.ones((3, 3)), np.ones((2, 3)), backend=backend)
 
 
 @pytest.mark.parametrize("dims", [(2**29, 2**29, 0), (2**40, 1, 0)])
