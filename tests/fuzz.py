@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import sys
 import traceback
 import warnings
@@ -366,6 +365,8 @@ def reproducer(case: dict) -> str:
 def main() -> None:
     # A call may not take memory out of proportion to its (small) inputs: past
     # this the child gets a MemoryError, which the case reports.
+    import resource  # here: POSIX only, and only the child needs it
+
     limit = 8 << 30
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import fastcalc

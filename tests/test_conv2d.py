@@ -681,7 +681,7 @@ def test_a_sliced_forward_pass_equals_a_whole_one(backend, monkeypatch):
 
 
 # Per backend, a layer of one to several seconds on an idle machine (numpy is slower).
-LONG_LAYERS = {"numpy": 40, "numba": 120, "cython": 480}
+LONG_LAYERS = {"numpy": 160, "numba": 240, "cython": 480}
 
 
 @pytest.mark.slow

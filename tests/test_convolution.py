@@ -403,15 +403,15 @@ def test_a_long_call_is_sliced_and_a_short_one_is_not(monkeypatch):
 
 
 # (setup, call) per backend and method: a huge image or a large batch, one
-# call of several seconds on this backend.
+# call of one to several seconds on this backend, on an idle 2-core machine.
 LONG_CALLS = {
     "numpy": ("image, kernel = np.ones((2048, 2048)), np.ones((13, 13))",
               'correlate2d(image, kernel, "same", method="direct", backend="numpy", out=out)'),
-    "numba": ("image, kernel = np.ones((32, 1024, 1024)), np.ones((25, 25))",
+    "numba": ("image, kernel = np.ones((96, 1024, 1024)), np.ones((25, 25))",
               'correlate2d(image, kernel, "same", method="direct", backend="numba", out=out)'),
     "cython": ("image, kernel = np.ones((8192, 8192)), np.ones((27, 27))",
                'convolve2d(image, kernel, "same", method="direct", backend="cython", out=out)'),
-    "fft": ("image, kernel = np.ones((6144, 6144), np.float32), np.ones((45, 45), np.float32)",
+    "fft": ("image, kernel = np.ones((8192, 8192), np.float32), np.ones((45, 45), np.float32)",
             'correlate2d(image, kernel, "same", method="fft", out=out)'),
 }
 

@@ -349,6 +349,7 @@ def describe(problems):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="the child limits its memory (POSIX)")
 @seed(SEED)
 @settings(max_examples=BATCHES, deadline=None, database=None, phases=[Phase.generate],
           suppress_health_check=list(HealthCheck))

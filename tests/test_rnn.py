@@ -926,7 +926,7 @@ h0, h = (rng.uniform(-1, 1, shape).astype(np.float32) for shape in ((B, H), (T, 
 Wxh, Whh, Why = (rng.standard_normal(s, np.float32) / 32 for s in ((H, I), (H, H), (O, H)))
 """
 # Batches of one to a few seconds per call on each backend, on an idle 2-core machine.
-INTERRUPT_BATCH = {"numpy": 16384, "numba": 2048, "cython": 16384}
+INTERRUPT_BATCH = {"numpy": 16384, "numba": 4096, "cython": 32768}
 
 
 @pytest.mark.slow
