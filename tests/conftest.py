@@ -6,6 +6,13 @@ import fastcalc
 from fastcalc import _dispatch
 
 
+def pytest_configure(config):
+    # Here rather than in pyproject.toml: the tests also run from a copy, against the wheel.
+    config.addinivalue_line(
+        "markers", "slow: seconds in fresh interpreters (Ctrl-C, pools, memory, fuzz); "
+        "deselected by the runs against the installed wheels")
+
+
 @pytest.fixture(params=fastcalc.available_backends())
 def backend(request):
     """Every backend name usable here, ``"auto"`` included."""
