@@ -89,7 +89,7 @@ def build_array(spec: dict):
     values = values.reshape(shape)
     if dtype.kind in "MmV":
         base = np.asarray(np.nan_to_num(values)).astype(np.int64)
-        array = base.view(dtype) if dtype.kind in "MmV" and dtype.itemsize == 8 else base
+        array = base.view(dtype) if dtype.itemsize == 8 else base
     elif dtype.kind in "US":
         array = values.astype(dtype)
     elif dtype.kind in "biu":
