@@ -93,26 +93,48 @@ def _unprivileged_user() -> str:
     return "fastcalc-test"
 
 
-def _bind_for_others(path: str, keep) -> list[str]:
-    """Shell lines making ``path`` reachable by any user inside a private mount namespace.
+def _reachable_by_others(paths, keep) -> list[str]:
+    """Shell lines making every one of ``paths`` reachable by any user inside a private mount
+    namespace, at its own path.
 
-    A directory on the way that others cannot enter (``/root``, where pyenv
-    lives) is covered by a tmpfs they can enter, holding only a bind of the
-    one child on the way to ``path``.
+    Each directory on the way that others cannot enter (``/root``, where pyenv lives, or the
+    ``mktemp -d`` directory holding CI's virtual environment) is covered by a tmpfs they can
+    enter, holding only binds of its children on the way to ``paths``: their originals are
+    first bound under ``keep`` (a directory only root uses). Outer directories are covered
+    before inner ones, which are then reached through the binds.
     """
     import shlex
     import stat
 
-    parts = os.path.realpath(path).split(os.sep)[1:]
-    for depth in range(1, len(parts)):
-        directory = os.sep + os.path.join(*parts[:depth])
-        if not os.stat(directory).st_mode & stat.S_IXOTH:
-            child = os.path.join(directory, parts[depth])
-            kept = shlex.quote(str(keep))
-            return [f"mkdir -p {kept}", f"mount --bind {shlex.quote(child)} {kept}",
-                    f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(directory)}",
-                    f"mkdir {shlex.quote(child)}", f"mount --bind {kept} {shlex.quote(child)}"]
-    return []
+    children: dict[str, set[str]] = {}
+    for path in paths:
+        parts = os.path.realpath(path).split(os.sep)[1:]
+        for depth in range(1, len(parts)):
+            directory = os.sep + os.path.join(*parts[:depth])
+            if not os.stat(directory).st_mode & stat.S_IXOTH:
+                children.setdefault(directory, set()).add(os.path.join(directory, parts[depth]))
+    lines = [f"mkdir -p {shlex.quote(str(keep))}"]
+    kept: dict[str, str] = {}
+    for directory in sorted(children, key=lambda name: name.count(os.sep)):
+        inside = [(shlex.quote(child), "mkdir" if os.path.isdir(child) else "touch")
+                  for child in sorted(children[directory])]
+        for child, make in inside:
+            kept[child] = shlex.quote(str(keep / str(len(kept))))
+            lines += [f"{make} {kept[child]}", f"mount --bind {child} {kept[child]}"]
+        lines.append(f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(directory)}")
+        for child, make in inside:
+            lines += [f"{make} {child}", f"mount --bind {kept[child]} {child}"]
+    return lines
+
+
+def _read_only(path: str, recursive: bool = False) -> list[str]:
+    """Shell lines making ``path`` read-only for everyone, root too (the mounts below it, with
+    ``recursive``, stay visible as they are)."""
+    import shlex
+
+    path = shlex.quote(path)
+    return [f"mount {'--rbind' if recursive else '--bind'} {path} {path}",
+            f"mount -o remount,bind,ro {path}"]
 
 
 @pytest.mark.slow
@@ -142,13 +164,15 @@ def test_no_writable_directory_at_all_as_an_unprivileged_user(tmp_path):
 
     script = [
         "set -e", "mount --make-rprivate /",
-        *_bind_for_others(sys.executable, tmp_path / "interpreter"),
-        *_bind_for_others(sys.base_prefix, tmp_path / "base"),
-        # The install read-only even for root, then every temporary directory.
-        f"mount --bind {shlex.quote(package)} {shlex.quote(package)}",
-        f"mount -o remount,bind,ro {shlex.quote(package)}",
-        *(f"mount -t tmpfs -o ro tmpfs {d}" for d in ("/tmp", "/var/tmp", "/dev/shm")
-          if os.path.isdir(d)),
+        # The interpreter, the virtual environment (CI's lies in a mktemp -d directory) and
+        # the package, wherever they are.
+        *_reachable_by_others([sys.executable, sys.base_prefix, sys.prefix, package],
+                              tmp_path / "kept"),
+        # Every temporary directory read-only (its contents, perhaps the environment, kept),
+        # then the install, even for root.
+        *(line for directory in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(directory)
+          for line in _read_only(directory, recursive=True)),
+        *_read_only(package),
         "cd /", "set +e",
         as_user("""
             import os, tempfile
