@@ -405,7 +405,7 @@ def test_a_long_call_is_sliced_and_a_short_one_is_not(monkeypatch):
 # (setup, call) per backend and method: a huge image or a large batch, one
 # call of one to several seconds on this backend, on an idle 2-core machine.
 LONG_CALLS = {
-    "numpy": ("image, kernel = np.ones((2048, 2048)), np.ones((13, 13))",
+    "numpy": ("image, kernel = np.ones((4096, 4096)), np.ones((13, 13))",
               'correlate2d(image, kernel, "same", method="direct", backend="numpy", out=out)'),
     "numba": ("image, kernel = np.ones((96, 1024, 1024)), np.ones((25, 25))",
               'correlate2d(image, kernel, "same", method="direct", backend="numba", out=out)'),
@@ -441,7 +441,7 @@ except KeyboardInterrupt:
     written = ~np.isnan(out)
     assert written.any() and not written.all(), f"{{written.mean():.0%}} written"
     raise
-""")
+""", case)
 
 
 def test_the_fft_method_needs_less_memory_than_its_output():
