@@ -87,7 +87,7 @@ def assert_gradients_pass_check_grad(loss, arrays, gradients, tolerance):
         assert error < tolerance, f"{name}: relative error {error:.2e}"
 
 
-def assert_interrupted(setup, call, label, timeout=120):
+def assert_interrupted(setup, call, label, timeout=600):
     """``call`` (Python source), run after ``setup`` in a fresh interpreter, honours SIGINT.
 
     The child runs ``call`` once to warm up (compilation is not what is

@@ -461,7 +461,7 @@ def test_pixels_only_in_the_padding_get_zero_gradient(backend):
 def run_in_subprocess(code):
     """Run ``code`` in a fresh interpreter: a crash is a failed test, not a dead test run."""
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=600)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 

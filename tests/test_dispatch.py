@@ -221,7 +221,7 @@ def _isa_fallback(value):
 
     env = {**os.environ, "FASTCALC_CYTHON_ISA": value}
     result = subprocess.run([sys.executable, "-c", ISA_FALLBACK], capture_output=True, text=True,
-                            env=env, timeout=120, check=False)
+                            env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     selected = next(line.split()[1] for line in lines if line.startswith("selected"))
@@ -295,5 +295,5 @@ for backend in fastcalc.available_backends():
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=False)
+                            timeout=600, check=False)
     assert result.returncode == 0 and result.stdout.split() == ["ok"], result.stderr

@@ -983,7 +983,7 @@ def test_no_steps_of_mini_batches_stay_in_their_buffers(fit_backend):
     """In a process of its own: writing past a buffer of one row would crash this one."""
     code = textwrap.dedent(NO_STEPS_OF_MINI_BATCHES.format(backend=fit_backend))
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120, check=False)
+                             timeout=600, check=False)
     assert process.returncode == 0, f"exit status {process.returncode}: {process.stderr[-2000:]}"
 
 

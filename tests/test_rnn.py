@@ -856,7 +856,7 @@ def test_numba_results_do_not_depend_on_blas_threads():
     for threads in ("1", "2", "3"):
         environment = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
         done = subprocess.run([sys.executable, "-c", BLAS_THREADS_SCRIPT], env=environment,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert len(outputs) == 1
