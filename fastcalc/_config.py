@@ -37,6 +37,7 @@ def config() -> dict[str, object]:
         "numba": None,
         "backends": status,
         "num_threads": _dispatch.thread_setting(),
+        "usable_cores": _dispatch.usable_cores(),
         "threads_per_backend": {
             backend: _dispatch.get_num_threads(backend)
             for backend, reason in status.items() if reason is None
@@ -63,7 +64,10 @@ def threads_summary(info: dict[str, object]) -> str:
     """The thread count of :func:`config`'s ``info`` and what each backend runs on."""
     counts = info["threads_per_backend"]
     per_backend = ", ".join(f"{name} {count}" for name, count in counts.items())
-    return f"{info['num_threads']} (fastcalc.set_num_threads; {per_backend})"
+    cores = info["usable_cores"]
+    usable = (f"more than the {cores} usable cores: oversubscribed"
+              if info["num_threads"] > cores else f"{cores} usable cores")
+    return f"{info['num_threads']} (fastcalc.set_num_threads; {per_backend}; {usable})"
 
 
 def show_config() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import math
 import os
 import threading
 import warnings
@@ -35,6 +36,7 @@ __all__ = [
     "set_backend",
     "set_num_threads",
     "thread_setting",
+    "usable_cores",
     "use_backend",
 ]
 
@@ -220,11 +222,76 @@ def kernel(family: str, name: str, backend: str | None, auto_order: tuple[str, .
     return found
 
 
-def _default_num_threads() -> int:
+def _read_cpu_quota(directory: str, version: int) -> float | None:
+    """The CPU quota over its period in one cgroup ``directory``, or None if it has none."""
     try:
-        return len(os.sched_getaffinity(0))
+        if version == 2:
+            with open(os.path.join(directory, "cpu.max")) as file:
+                quota, period = file.read().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        with open(os.path.join(directory, "cpu.cfs_quota_us")) as file:
+            quota = int(file.read())
+        with open(os.path.join(directory, "cpu.cfs_period_us")) as file:
+            period = int(file.read())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup", proc: str = "/proc/self/cgroup"
+                      ) -> float | None:
+    """The CPUs this process's cgroups let it use at a time, or None without a quota.
+
+    The smallest quota over period (cgroup v2's ``cpu.max``, v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``) from the process's own
+    cgroup, as ``/proc/self/cgroup`` names it, up to the root; a container,
+    which sees its own cgroup at the root, is read there.
+    """
+    hierarchies = {2: (root, "/"), 1: (os.path.join(root, "cpu"), "/")}
+    try:
+        with open(proc) as lines:
+            for line in lines:
+                _, controllers, path = line.strip().split(":", 2)
+                if not controllers:
+                    hierarchies[2] = (root, path)
+                elif "cpu" in controllers.split(","):
+                    hierarchies[1] = (os.path.join(root, "cpu"), path)
+    except (OSError, ValueError):
+        pass
+    limits = []
+    for version, (base, path) in hierarchies.items():
+        parts = [part for part in path.split("/") if part]
+        for depth in range(len(parts), -1, -1):
+            limit = _read_cpu_quota(os.path.join(base, *parts[:depth]), version)
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def usable_cores() -> int:
+    """How many cores this process may really run on.
+
+    The CPUs of its affinity mask (``os.sched_getaffinity``; all of them where
+    there is none), fewer under a cgroup CPU quota (a container given 1.5
+    CPUs may use 2 cores at a time: the quota rounded up, as joblib does).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, math.ceil(limit)))
+    return cores
+
+
+def _default_num_threads() -> int:
+    """``OMP_NUM_THREADS`` where it is set (its first level, as OpenMP reads it; a Dask
+    nanny sets 1), else every usable core."""
+    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if requested.isdigit() and int(requested) >= 1:
+        return int(requested)
+    return usable_cores()
 
 
 # The most threads a kernel is handed, whatever set_num_threads asked for:
@@ -256,10 +323,13 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        At least 1.  The default is every core this process may run on.
-        Any count is accepted and kept (:func:`thread_setting` returns it),
-        but a kernel starts at most ``MAX_KERNEL_THREADS`` (256, or the
-        machine's CPU count if larger) threads, and Numba at most
+        At least 1.  The default is ``OMP_NUM_THREADS`` where that is set
+        (as a Dask nanny sets it to 1), else the cores this process may use:
+        those of its affinity mask, fewer under a cgroup CPU quota (a
+        container's, rounded up).  Any count is accepted and kept (:func:`thread_setting`
+        returns it; ``show_config()`` says when it is more than the usable
+        cores), but a kernel starts at most ``MAX_KERNEL_THREADS`` (256, or
+        the machine's CPU count if larger) threads, and Numba at most
         ``NUMBA_NUM_THREADS`` (its default: the number of cores).
 
     Raises
@@ -302,7 +372,8 @@ def get_num_threads(backend: str | None = None) -> int:
     Returns
     -------
     int
-        The count of :func:`set_num_threads` (initially every usable core)
+        The count of :func:`set_num_threads` (initially ``OMP_NUM_THREADS``
+        or the usable cores)
         up to ``MAX_KERNEL_THREADS``; 1 in a process forked from one that had
         already run fastcalc's kernels (see :func:`set_num_threads`); 1 for
         ``"numpy"`` (the reference kernels are serial numpy code; numpy's

@@ -119,7 +119,8 @@ def _cython_has_openmp() -> bool:
 def test_num_threads_default_and_setting():
     import os
 
-    cores = len(os.sched_getaffinity(0))
+    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]
+    cores = int(requested) if requested.isdigit() else _dispatch.usable_cores()
     assert _dispatch.thread_setting() == cores
     if "numba" in fastcalc.available_backends():
         import numba
@@ -177,6 +178,122 @@ def _show_config_text() -> str:
     with contextlib.redirect_stdout(io.StringIO()) as output:
         fastcalc.show_config()
     return output.getvalue()
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_quota_is_the_smallest_from_the_process_cgroup_up(tmp_path):
+    proc = tmp_path / "cgroup"
+    _write(proc, "0::/machine/app\n")
+    root = tmp_path / "fs"
+    _write(root / "cpu.max", "max 100000\n")
+    _write(root / "machine" / "cpu.max", "250000 100000\n")
+    _write(root / "machine" / "app" / "cpu.max", "max 100000\n")
+    assert _dispatch._cgroup_cpu_limit(str(root), str(proc)) == 2.5
+    _write(root / "machine" / "app" / "cpu.max", "150000 100000\n")
+    assert _dispatch._cgroup_cpu_limit(str(root), str(proc)) == 1.5
+
+
+def test_cgroup_v1_quota_and_no_quota(tmp_path):
+    proc = tmp_path / "cgroup"
+    _write(proc, "4:memory:/x\n2:cpu,cpuacct:/docker/abc\n0::/\n")
+    root = tmp_path / "fs"
+    # A container sees its own cgroup at the root of the hierarchy, not at /docker/abc.
+    _write(root / "cpu" / "cpu.cfs_quota_us", "50000\n")
+    _write(root / "cpu" / "cpu.cfs_period_us", "100000\n")
+    assert _dispatch._cgroup_cpu_limit(str(root), str(proc)) == 0.5
+    _write(root / "cpu" / "cpu.cfs_quota_us", "-1\n")
+    assert _dispatch._cgroup_cpu_limit(str(root), str(proc)) is None
+    assert _dispatch._cgroup_cpu_limit(str(tmp_path / "none"), str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize(("affinity", "limit", "usable"),
+                         [(64, None, 64), (64, 1.5, 2), (64, 0.5, 1), (2, 8.0, 2), (3, 2.0, 2)])
+def test_usable_cores_are_the_affinity_capped_by_the_quota_rounded_up(
+        monkeypatch, affinity, limit, usable):
+    monkeypatch.setattr(_dispatch.os, "sched_getaffinity", lambda pid: set(range(affinity)),
+                        raising=False)
+    monkeypatch.setattr(_dispatch, "_cgroup_cpu_limit", lambda: limit)
+    assert _dispatch.usable_cores() == usable
+
+
+def _threads_in_child(prefix=(), **environment):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import fastcalc; print(*(fastcalc.get_num_threads(b) for b in "
+            "fastcalc.available_backends()))")
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    result = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                            text=True, env={**env, **environment}, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    return dict(zip(fastcalc.available_backends(), map(int, result.stdout.split()), strict=True))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("3,2", 3), (" 2 ", 2)])
+def test_omp_num_threads_sets_the_default_for_every_backend(value, expected):
+    """A Dask nanny sets OMP_NUM_THREADS=1: get_num_threads() was still 2 for Cython and Numba."""
+    threads = _threads_in_child(OMP_NUM_THREADS=value)
+    if "numba" in threads:
+        import numba
+
+        assert threads["numba"] == min(expected, numba.config.NUMBA_NUM_THREADS)
+    if "cython" in threads:
+        assert threads["cython"] == (expected if _cython_has_openmp() else 1)
+
+
+def test_an_unusable_omp_num_threads_is_ignored():
+    assert _threads_in_child(OMP_NUM_THREADS="many") == _threads_in_child()
+
+
+def test_the_affinity_mask_sets_the_default():
+    import shutil
+
+    if not shutil.which("taskset"):
+        pytest.skip("no taskset here")
+    assert set(_threads_in_child(prefix=("taskset", "-c", "0")).values()) == {1}
+
+
+def test_a_real_cgroup_quota_sets_the_default(tmp_path):
+    """A process in a cgroup of half a CPU runs its kernels on one thread (cgroup v1 or v2,
+    as root; skipped where no cgroup can be made)."""
+    import os
+    import shutil
+    import uuid
+
+    name = f"fastcalc-test-{uuid.uuid4().hex[:8]}"
+    v1, v2 = "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
+        group, files = os.path.join(v1, name), {"cpu.cfs_period_us": "100000",
+                                                "cpu.cfs_quota_us": "50000"}
+    elif os.path.exists(os.path.join(v2, "cgroup.controllers")):
+        group, files = os.path.join(v2, name), {"cpu.max": "50000 100000"}
+    else:
+        pytest.skip("no cgroup hierarchy here")
+    try:
+        os.mkdir(group)
+        for file, value in files.items():
+            with open(os.path.join(group, file), "w") as handle:
+                handle.write(value)
+    except OSError as error:
+        shutil.rmtree(group, ignore_errors=True)
+        pytest.skip(f"cannot make a cgroup here: {error}")
+    try:
+        join = ("sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh")
+        assert set(_threads_in_child(prefix=join).values()) == {1}
+    finally:
+        os.rmdir(group)
+
+
+def test_show_config_says_when_threads_exceed_the_usable_cores():
+    fastcalc.set_num_threads(_dispatch.usable_cores() + 1)
+    assert "oversubscribed" in _show_config_text()
+    fastcalc.set_num_threads(_dispatch.usable_cores())
+    assert f"{_dispatch.usable_cores()} usable cores" in _show_config_text()
 
 
 def test_show_config_reports_what_a_bug_report_needs():
