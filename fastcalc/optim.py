@@ -10,8 +10,10 @@ customer, sensor or bootstrap sample (:func:`fit_linear`,
 
 from __future__ import annotations
 
+import collections
 import math
 import numbers
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _slices, _validate
+from fastcalc import _dispatch, _grad_key, _slices, _validate
 from fastcalc.reference import optim as _reference
 
 __all__ = ["MAX_ITERATIONS", "DescentResult", "FitResult", "GradCacheInfo", "GradCompileError",
@@ -31,6 +33,21 @@ __all__ = ["MAX_ITERATIONS", "DescentResult", "FitResult", "GradCacheInfo", "Gra
 _DESCENT_AUTO_ORDER = ("numba", "numpy")
 # From benchmarks/bench_optim.py: Cython is ahead on every case measured.
 _FIT_AUTO_ORDER = ("cython", "numba", "numpy")
+
+# "auto" compiles a user's grad only when that pays (ski rental): a grad Numba has
+# not compiled runs on numpy while the numpy time of its calls, estimated from their
+# size, adds up to less than a compile costs; the call that would pass it compiles.
+# Measured here (2 cores, AVX-512): numpy's descent takes 6 us a step plus 1.2-2 ns
+# per coordinate for 2*x + 5; Numba compiles a new grad with its descent kernels in
+# about 1.1 s, 1.5 s for the first in a process (Numba's import included).
+_COMPILE_SECONDS = 1.0
+_NUMPY_SECONDS_PER_STEP = 6e-6
+_NUMPY_SECONDS_PER_COORDINATE_STEP = 2e-9
+# The estimated numpy seconds each grad (by contents) has run under "auto", most
+# recent last; bounded, the oldest forgotten.
+_numpy_seconds: collections.OrderedDict = collections.OrderedDict()
+_NUMPY_SECONDS_KEPT = 1024
+_numpy_seconds_lock = threading.Lock()
 
 # The loss codes of the kernels (fastcalc.reference.optim.LOSSES).
 _LINEAR_SQUARED, _LOGISTIC_LOG, _LOGISTIC_SQUARED = 0, 1, 2
@@ -361,9 +378,14 @@ def gradient_descent(
     history : bool, optional
         Also return every iterate (memory: ``n_iter + 1`` copies of ``x0``).
     backend : {"auto", "numba", "numpy"}, optional
-        Overrides :func:`fastcalc.get_backend`.  ``"auto"`` is numba when
-        it is installed; if Numba cannot compile ``grad`` there, it warns and
-        runs numpy.  numba runs every problem without returning to Python,
+        Overrides :func:`fastcalc.get_backend`.  ``"auto"`` compiles ``grad``
+        only when that pays: a grad Numba has not compiled runs on numpy
+        while the numpy time of its calls, estimated as ``n_iter * (6 us +
+        2 ns * x0.size)``, adds up to less than a compile (priced at 1 s);
+        the call that would pass it, and every call of a grad compiled
+        already, run on numba.  A grad of one point that does not broadcast
+        over the batch is compiled at once; one Numba cannot compile runs on
+        numpy with a warning.  numba runs every problem without returning to Python,
         on :func:`fastcalc.get_num_threads` threads, scalar problems in
         vectorized blocks; its results equal numpy's except where ``grad``'s
         own math differs (Numba types ``2 * x`` of a float32 ``x`` as float64).
@@ -446,6 +468,9 @@ def gradient_descent(
             "the cython backend cannot run a user's grad (Cython compiles fastcalc's own "
             "kernels ahead of time); use backend='numba' to compile grad, or 'numpy'"
         )
+    auto = chosen == "auto"
+    if auto and not _compiling_pays(grad, x.size, n_iter):
+        chosen = "numpy"
     kernel = _dispatch.kernel("optim", "gradient_descent", chosen, _DESCENT_AUTO_ORDER)
     threads = _dispatch.kernel_threads()
 
@@ -472,16 +497,28 @@ def gradient_descent(
     if x.size == 0:  # no problems, or problems of no coordinates: gradient norm 0
         converged[:] = True
     else:
+        def descend_again(backend):
+            steps[:] = 0
+            velocity[:] = 0
+            descend(_dispatch.kernel("optim", "gradient_descent", backend, ()))
+
         try:
             descend(kernel)
         except GradCompileError as error:
-            if chosen != "auto":
+            if not auto:
                 raise
             warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
                           stacklevel=2)
-            steps[:] = 0
-            velocity[:] = 0
-            descend(_dispatch.kernel("optim", "gradient_descent", "numpy", ()))
+            descend_again("numpy")
+        except Exception as error:
+            # Under auto a small call ran on numpy, which calls grad on the whole batch:
+            # a grad of one point that does not broadcast is compiled by Numba after all.
+            if not auto or chosen != "numpy" or "numba" not in _dispatch.available_backends():
+                raise
+            try:
+                descend_again("numba")
+            except GradCompileError:
+                raise error from None
     # Without tol the kernels' converged says whether x is finite.
     finite = converged if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     _warn_diverged("gradient_descent", finite)
@@ -494,6 +531,32 @@ def gradient_descent(
         return DescentResult(x[0], int(steps[0]), bool(converged[0]),
                              None if record is None else record[:, 0])
     return DescentResult(x, steps, converged, record)
+
+
+def _compiling_pays(grad, coordinates: int, n_iter: int) -> bool:
+    """Whether "auto" runs this call on Numba: ``grad`` is compiled already, or this call's
+    estimated numpy time with what its earlier calls ran on numpy reaches a compile's cost.
+
+    Never imports Numba: a grad it has not compiled is not compiled yet.
+    """
+    import sys
+
+    if type(grad).__module__.startswith("numba."):  # compiled by the user: use it
+        return True
+    numba_optim = sys.modules.get("fastcalc._numba.optim")
+    if numba_optim is not None and grad in numba_optim.grads:
+        return True
+    key = _grad_key.grad_key(grad)
+    estimate = n_iter * (_NUMPY_SECONDS_PER_STEP
+                         + coordinates * _NUMPY_SECONDS_PER_COORDINATE_STEP)
+    with _numpy_seconds_lock:
+        spent = _numpy_seconds.pop(key, 0.0) + estimate
+        if spent >= _COMPILE_SECONDS:
+            return True
+        _numpy_seconds[key] = spent
+        while len(_numpy_seconds) > _NUMPY_SECONDS_KEPT:
+            _numpy_seconds.popitem(last=False)
+    return False
 
 
 def _minibatch_order(samples: int, batch: int, n_iter: int, seed) -> np.ndarray:

@@ -1,5 +1,6 @@
 """gradient_descent, fit_logistic, fit_linear: the seed's slides, backends, kernels, oracles."""
 
+import collections
 import gc
 import math
 import subprocess
@@ -453,7 +454,9 @@ def test_a_grad_numba_cannot_compile():
     with pytest.raises(GradCompileError, match="^Numba cannot compile grad") as error:
         fastcalc.gradient_descent(uncompilable_grad, x0, backend="numba")
     assert isinstance(error.value, TypeError)
-    with pytest.warns(RuntimeWarning, match="running backend='numpy' instead"):
+    with pytest.MonkeyPatch.context() as patch, pytest.warns(
+            RuntimeWarning, match="running backend='numpy' instead"):
+        patch.setattr(fastcalc.optim, "_COMPILE_SECONDS", 0.0)  # auto compiles every grad
         fallback = fastcalc.gradient_descent(uncompilable_grad, x0, backend="auto")
     assert_results_equal(fallback, expected, DescentResult._fields)
 
@@ -1197,6 +1200,78 @@ def test_grads_capturing_arrays_compile_apart(grad_cache):
         np.testing.assert_array_equal(result, fastcalc.gradient_descent(
             grad, np.zeros((3, 2)), n_iter=20, backend="numpy").x)
     assert fastcalc.optim.grad_cache_info().misses == 2
+
+
+# ---- auto compiles a grad only when that pays (issue 16) ----
+
+SLIDE_3_FRESH = """
+import sys, fastcalc
+result = fastcalc.gradient_descent(lambda x: 2*x + 5, 0.0, lr=0.1, n_iter=100)
+print(round(float(result.x), 6), "numba" in sys.modules)
+"""
+
+
+def test_auto_runs_the_slide_3_example_on_numpy_without_loading_numba():
+    """It compiled the grad (14.5-16.4 s on a busy machine) where numpy takes milliseconds."""
+    result = subprocess.run([sys.executable, "-c", SLIDE_3_FRESH], capture_output=True,
+                            text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["-2.5", "False"]
+
+
+@pytest.fixture
+def auto_ledger(grad_cache, monkeypatch):
+    """auto's record of numpy time per grad, empty; a compile priced at 1 s, a call of
+    100 steps of 10 coordinates at 0.3 s."""
+    monkeypatch.setattr(fastcalc.optim, "_numpy_seconds", collections.OrderedDict())
+    monkeypatch.setattr(fastcalc.optim, "_COMPILE_SECONDS", 1.0)
+    monkeypatch.setattr(fastcalc.optim, "_NUMPY_SECONDS_PER_STEP", 0.002)
+    monkeypatch.setattr(fastcalc.optim, "_NUMPY_SECONDS_PER_COORDINATE_STEP", 0.0001)
+    return grad_cache
+
+
+def auto_call(grad):
+    return fastcalc.gradient_descent(grad, np.linspace(-3, 3, 10), n_iter=100, backend="auto")
+
+
+@requires_numba
+def test_auto_compiles_once_the_numpy_time_of_a_grad_would_pass_a_compile(auto_ledger):
+    expected = fastcalc.gradient_descent(lambda x: 2 * x + 5, np.linspace(-3, 3, 10),
+                                         n_iter=100, backend="numpy")
+    # 0.3 s, 0.6 s, 0.9 s on numpy; the fourth call would reach 1.2 s: it compiles.
+    results = []
+    for call, compiled in enumerate([0, 0, 0, 1, 0, 0]):
+        assert compiles(lambda: results.append(auto_call(lambda x: 2 * x + 5))) == compiled, call
+        assert_results_equal(results[-1], expected, DescentResult._fields)
+    assert auto_ledger.info().hits == 2  # the two calls after the compiling one
+    # Another grad starts on numpy again; an equal one shares the first one's account.
+    assert compiles(lambda: auto_call(lambda x: 2 * x + 6)) == 0
+
+
+@requires_numba
+def test_auto_runs_a_grad_compiled_before_on_numba(auto_ledger):
+    descend(closure_factory(7.0))  # compiled by backend="numba"
+    hits = auto_ledger.info().hits
+    assert compiles(lambda: auto_call(closure_factory(7.0))) == 0
+    assert auto_ledger.info().hits == hits + 1
+
+
+@requires_numba
+def test_auto_compiles_a_grad_of_one_point_that_does_not_broadcast(auto_ledger):
+    """numpy calls grad on the whole batch: math.tanh of an array of 10 raises TypeError."""
+    grad = lambda x: math.tanh(x) + x  # noqa: E731
+    assert compiles(lambda: auto_call(grad)) == 1
+    np.testing.assert_allclose(auto_call(grad).x, fastcalc.gradient_descent(
+        grad, np.linspace(-3, 3, 10), n_iter=100, backend="numba").x, rtol=0, atol=0)
+
+
+@requires_numba
+def test_auto_reraises_numpy_s_error_when_numba_cannot_compile_grad_either(auto_ledger):
+    def grad(x):
+        return math.tanh(x) + UNCOMPILABLE_SETTINGS["offset"]
+
+    with pytest.raises(TypeError, match="only (length-1|0-dimensional) arrays"):
+        auto_call(grad)
 
 
 def test_an_evicted_grad_is_freed(grad_cache):

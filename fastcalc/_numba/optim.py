@@ -24,11 +24,8 @@ loss) in functions that allow reassociation, the rest without.
 """
 
 import collections
-import functools
 import math
 import threading
-import types
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -37,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaError
 
+from fastcalc._grad_key import grad_key
 from fastcalc._numba import parallel_call
 from fastcalc._numba._vecmath import FASTMATH, exp_nonpositive
 from fastcalc._numba.activations import _sigmoid_one
@@ -64,86 +62,6 @@ _ZERO32 = np.float32(0)
 
 # ---------------------------------------------------------------- user grads
 
-class _Identity:
-    """A key part equal only to itself: an object compared by identity (and kept alive)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __eq__(self, other):
-        return isinstance(other, _Identity) and other.value is self.value
-
-    def __hash__(self):
-        return id(self.value)
-
-
-def _value_key(value, depth=0):
-    """``value`` as Numba compiles it: a function by its contents, floats by their bits.
-
-    The type is part of the key (Numba types 2 and 2.0 apart) and floats go by
-    their hex form (0.0 and -0.0 give different code, NaN equals NaN);
-    anything unhashable or mutable (an array, a list) goes by identity.
-    """
-    if isinstance(value, types.FunctionType) and depth < 4:
-        return _function_key(value, depth + 1)
-    if isinstance(value, types.CodeType):
-        return _code_key(value, depth)
-    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
-        return type(value), complex(value).real.hex(), complex(value).imag.hex()
-    if isinstance(value, tuple):
-        return tuple, tuple(_value_key(item, depth) for item in value)
-    if isinstance(value, (int, str, bytes, bool, type(None), np.integer, np.bool_)):
-        return type(value), value
-    return _Identity(value)
-
-
-def _code_key(code, depth):
-    """A code object by what it computes: its names and line numbers left out."""
-    return (code.co_code, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-            code.co_flags, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-            getattr(code, "co_exceptiontable", b""),
-            tuple(_value_key(constant, depth) for constant in code.co_consts))
-
-
-def _cell_is_full(cell) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 (the attribute raises for an empty cell)
-    except ValueError:  # a name bound later
-        return False
-    return True
-
-
-def _cell_key(cell, depth):
-    return _value_key(cell.cell_contents, depth) if _cell_is_full(cell) else _Identity(cell)
-
-
-@functools.lru_cache(maxsize=256)
-def _names(code):
-    """The global and attribute names ``code`` and the code nested in it use."""
-    names = dict.fromkeys(code.co_names)
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            names.update(dict.fromkeys(_names(constant)))
-    return tuple(names)
-
-
-def _function_key(function, depth=0):
-    """What Numba freezes when it compiles ``function``: two equal keys compile the same.
-
-    Its code, constants, defaults and the values in its closure cells, and
-    the objects (by identity) of the globals it names.
-    """
-    namespace = function.__globals__
-    cells = tuple(_cell_key(cell, depth) for cell in function.__closure__ or ())
-    globals_used = tuple((name, _Identity(namespace[name]))
-                         for name in _names(function.__code__) if name in namespace)
-    return (_code_key(function.__code__, depth), cells, globals_used,
-            _value_key(function.__defaults__, depth),
-            _value_key(tuple(sorted((function.__kwdefaults__ or {}).items())), depth))
-
-
 class _Compiled(NamedTuple):
     """A cache entry: grad and the two descent kernels around it, compiled on first use.
 
@@ -160,7 +78,7 @@ class _Compiled(NamedTuple):
 class _GradCache:
     """The compiled grads, least recently used first, at most ``maxsize`` of them.
 
-    Keyed by :func:`_function_key`, so an equal function (the same lambda
+    Keyed by :func:`fastcalc._grad_key.grad_key`, so an equal function (the same lambda
     written again, the same closure factory called with equal values, a
     function unpickled on a worker) reuses the compiled code.  Each entry
     has its own descent kernels: the kernels compiled around a grad belong
@@ -172,12 +90,11 @@ class _GradCache:
     def __init__(self, maxsize):
         self.maxsize = maxsize
         self._entries: collections.OrderedDict = collections.OrderedDict()
-        self._keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def get(self, grad) -> _Compiled:
-        key = self._key(grad)
+        key = grad_key(grad)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -196,33 +113,11 @@ class _GradCache:
             self._trim()
             return entry
 
-    def _key(self, grad):
-        """:func:`_function_key`, remembered per function object while what it reads is the same.
-
-        What it reads: the code, defaults, closure cell values and referenced
-        globals, compared by identity; computing the key itself costs
-        several microseconds, which a small call should not pay each time.
-        """
-        if not isinstance(grad, types.FunctionType):
-            return _Identity(grad)
-        namespace = grad.__globals__
-        inputs = (grad.__code__, grad.__defaults__, grad.__kwdefaults__,
-                  *(cell.cell_contents if _cell_is_full(cell) else cell
-                    for cell in grad.__closure__ or ()),
-                  *(namespace.get(name) for name in _names(grad.__code__)))
-        try:
-            remembered, key = self._keys[grad]
-            if len(remembered) == len(inputs) and all(
-                    a is b for a, b in zip(remembered, inputs, strict=True)):
-                return key
-        except (KeyError, TypeError):
-            pass
-        key = _function_key(grad)
-        try:
-            self._keys[grad] = (inputs, key)
-        except TypeError:  # not weak-referenceable
-            pass
-        return key
+    def __contains__(self, grad) -> bool:
+        """Whether ``grad`` (or an equal function) is compiled: no compile, no count."""
+        key = grad_key(grad)
+        with self._lock:
+            return key in self._entries
 
     def resize(self, maxsize: int) -> None:
         with self._lock:
