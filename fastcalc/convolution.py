@@ -60,6 +60,10 @@ def correlate2d(
         (H, W), centred like scipy's; valid (H - kh + 1, W - kw + 1).  For a
         single 2-D image in "valid" mode, scipy's rule applies: if ``in2`` is
         at least as large as ``in1`` in every dimension the two are swapped.
+        In "full" and "same", a kernel with more taps than a single image
+        (zeros around, finite values) is correlated with the image instead
+        and the result turned, the same numbers at the image's cost per
+        output rather than the kernel's.
     boundary : {"fill", "wrap", "symm"}
         Values outside ``in1``: ``fillvalue``, periodic, or mirrored (edge
         included); scipy's aliases "pad", "circular", "symmetric" work too.
@@ -199,6 +203,20 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         shape = (height, width)
     else:
         first, shape = (kh - 1, kw - 1), (height - kh + 1, width - kw + 1)
+    reversed_result = swapped and not flip
+    if _commuting_pays(image, kernel, mode, boundary, fill):
+        # Correlation in full commutes up to a half-turn: full(a, k)[r, s] =
+        # full(k, a)[H + kh - 2 - r, W + kw - 2 - s].  The window asked for, read
+        # from the correlation of the kernel with the image, costs its outputs
+        # times the image's taps instead of the kernel's.
+        first = (height + kh - 1 - first[0] - shape[0], width + kw - 1 - first[1] - shape[1])
+        image, kernel = kernel, image
+        kh, kw = kernel.shape
+        # Only the rows and columns of the (former) kernel that the window reads.
+        low = (max(0, first[0] - kh + 1), max(0, first[1] - kw + 1))
+        image = image[low[0]:first[0] + shape[0], low[1]:first[1] + shape[1]]
+        first, (height, width) = (first[0] - low[0], first[1] - low[1]), image.shape
+        reversed_result = not reversed_result
     pads = [(0, 0), (kh - 1 - first[0], first[0] + shape[0] - height),
             (kw - 1 - first[1], first[1] + shape[1] - width)]
     if out is not None:  # one rule on every path, checked before any work
@@ -208,7 +226,6 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
     weights = np.ascontiguousarray(kernel, dtype=compute)
     top, left = pads[1][0], pads[2][0]
     padding = _BOUNDARIES[boundary]
-    reversed_result = swapped and not flip
     target = _direct_target(out, compute, (images, weights), reversed_result)
     result = np.empty((images.shape[0], *shape), compute) if target is None else target
     # The direct kernel, and the time it takes per tap to slice long calls by.
@@ -251,6 +268,19 @@ def _fill_value(fillvalue, dtype: np.dtype) -> float:
         return float(np.float32(value))
     with np.errstate(over="ignore"):  # float32 computes with inf, as IEEE rounds
         return float(np.float32(value))
+
+
+def _commuting_pays(image, kernel, mode, boundary, fill) -> bool:
+    """Whether to correlate the kernel with the image instead, and turn the result.
+
+    It pays when the kernel has more taps than the image ("full" and "same"
+    of a single image): every output then sums the image's taps.  The two
+    agree only with zeros around both and finite values: an inf or NaN meets
+    the zeros around the other input in one and not the other.
+    """
+    return (mode != "valid" and image.ndim == 2 and kernel.size > image.size
+            and boundary == "fill" and fill == 0
+            and bool(np.isfinite(image).all()) and bool(np.isfinite(kernel).all()))
 
 
 def _swap_needed(image_shape, kernel_shape, image_ndim) -> bool:

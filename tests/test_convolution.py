@@ -283,6 +283,66 @@ def test_every_backend_and_method_agree_on_inf_and_nan(height, width, kh, kw, na
             assert_same_ieee(ours(*arguments, method=method, backend=backend), expected, 1e-12)
 
 
+# A kernel larger than the image (issue 16): 2000 x 2000 on 100 x 100 took 3.4-5.4 s in "full"
+# against 0.51 s with the two swapped.  "full" and "same" correlate the kernel with the image.
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 6), width=st.integers(1, 6), kh=st.integers(1, 14),
+       kw=st.integers(1, 14), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same"]), dtype=st.sampled_from([np.float64, np.float32]),
+       seed=st.integers(0, 2**16))
+def test_a_kernel_larger_than_the_image_gives_scipy_s_result(height, width, kh, kw, name, mode,
+                                                               dtype, seed):
+    ours, theirs = FUNCTIONS[name]
+    rng = np.random.default_rng(seed)
+    image, kernel = rng.standard_normal((height, width)), rng.standard_normal((kh, kw))
+    expected = theirs(image, kernel, mode)
+    image, kernel = image.astype(dtype), kernel.astype(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for backend in fastcalc.available_backends():
+        for method in ("direct", "fft"):
+            result = ours(image, kernel, mode, method=method, backend=backend)
+            assert result.dtype == dtype
+            assert_close(result, expected, rtol)
+            out = np.full(expected.shape, np.nan, dtype)
+            assert ours(image, kernel, mode, method=method, backend=backend, out=out) is out
+            np.testing.assert_array_equal(out, result)
+
+
+@pytest.mark.parametrize("mode", ["full", "same"])
+def test_a_kernel_larger_than_the_image_is_what_the_kernel_slides_over(monkeypatch, mode):
+    weights = []
+    kernel = fastcalc.convolution._dispatch.kernel("convolution", "correlate", "numpy", ())
+
+    def recording(images, taps, *rest):
+        weights.append(taps.shape)
+        kernel(images, taps, *rest)
+
+    monkeypatch.setattr(fastcalc.convolution._dispatch, "kernel",
+                        lambda family, name, *rest: recording if name == "correlate" else 1e-15)
+    image, big = np.ones((3, 4)), np.ones((40, 30))
+    fastcalc.correlate2d(image, big, mode, method="direct")
+    fastcalc.correlate2d(big, image, mode, method="direct")
+    assert weights == [(3, 4), (3, 4)]
+    weights.clear()
+    for changed in ({"boundary": "wrap"}, {"fillvalue": 1.0}):  # zeros around both, only
+        fastcalc.correlate2d(image, big, mode, method="direct", **changed)
+    big[5, 5] = np.inf  # an inf meets the zeros around the image in one order only
+    with np.errstate(invalid="ignore"):
+        fastcalc.correlate2d(image, big, mode, method="direct")
+    assert weights == [(40, 30)] * 3
+
+
+@pytest.mark.parametrize("mode", ["full", "same"])
+def test_a_larger_kernel_with_inf_and_nan_keeps_the_ieee_result(backend, mode):
+    rng = np.random.default_rng(5)
+    image, kernel = sprinkled(rng, (4, 3)), sprinkled(rng, (11, 9))
+    for name, (ours, theirs) in FUNCTIONS.items():
+        with np.errstate(invalid="ignore"):
+            expected = theirs(image, kernel, mode)
+        assert_same_ieee(ours(image, kernel, mode, backend=backend), expected, 1e-12), name
+
+
 class Subclass(np.ndarray):
     pass
 
