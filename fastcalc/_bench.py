@@ -439,7 +439,10 @@ def descent_cases(problems: int = 10**6, n_iter: int = 100, dtypes: Iterable[str
 
     ``problems`` starting points of f(x) = x**2 + 5x + 6, ``n_iter`` steps
     of lr = 0.1.  Peer: JAX, ``jit`` of a ``fori_loop`` over the whole batch,
-    when installed.  A step counts 4 FLOPs per problem.
+    when installed.  A step counts 4 FLOPs per problem.  "fastcalc auto"
+    comes after "fastcalc numba", whose first call compiles the grad: auto
+    then runs it on Numba (its steady state; its first calls of a new grad
+    run on numpy until compiling pays, see :func:`fastcalc.gradient_descent`).
     """
     import fastcalc
 
