@@ -43,8 +43,9 @@ _FIT_AUTO_ORDER = ("cython", "numba", "numpy")
 _COMPILE_SECONDS = 1.0
 _NUMPY_SECONDS_PER_STEP = 6e-6
 _NUMPY_SECONDS_PER_COORDINATE_STEP = 2e-9
-# The estimated numpy seconds each grad (by contents) has run under "auto", most
-# recent last; bounded, the oldest forgotten.
+# The estimated numpy seconds each grad (by the hash of its key, which keeps no
+# captured array alive) has run under "auto", most recent last; bounded, the oldest
+# forgotten.
 _numpy_seconds: collections.OrderedDict = collections.OrderedDict()
 _NUMPY_SECONDS_KEPT = 1024
 _numpy_seconds_lock = threading.Lock()
@@ -546,7 +547,7 @@ def _compiling_pays(grad, coordinates: int, n_iter: int) -> bool:
     numba_optim = sys.modules.get("fastcalc._numba.optim")
     if numba_optim is not None and grad in numba_optim.grads:
         return True
-    key = _grad_key.grad_key(grad)
+    key = hash(_grad_key.grad_key(grad))
     estimate = n_iter * (_NUMPY_SECONDS_PER_STEP
                          + coordinates * _NUMPY_SECONDS_PER_COORDINATE_STEP)
     with _numpy_seconds_lock:

@@ -1248,6 +1248,18 @@ def test_auto_compiles_once_the_numpy_time_of_a_grad_would_pass_a_compile(auto_l
     assert compiles(lambda: auto_call(lambda x: 2 * x + 6)) == 0
 
 
+def test_auto_s_record_keeps_no_captured_array_alive(auto_ledger):
+    def capturing(array):
+        return lambda x: x - array[0]
+
+    data = np.ones(1000)
+    alive = weakref.ref(data)
+    auto_call(capturing(data))
+    del data
+    gc.collect()
+    assert alive() is None
+
+
 @requires_numba
 def test_auto_runs_a_grad_compiled_before_on_numba(auto_ledger):
     descend(closure_factory(7.0))  # compiled by backend="numba"
