@@ -59,13 +59,16 @@ class Adam:
 
 
 def train(model, inputs: np.ndarray, labels: np.ndarray, *, epochs: int, batch_size: int = 32,
-          lr: float = 1e-3, seed: int = 0):
+          lr: float = 1e-3, seed: int = 0, progress=None):
     """Mini-batch Adam on ``model.loss_and_grads``, shuffled per epoch, as Keras' ``fit``.
 
     Yields ``(epoch, mean loss over the epoch's batches)`` after each epoch.
+    ``progress``, if given, is called after every batch with the epoch, the
+    batches done and in all, and the mean loss so far.
     """
     adam = Adam(model.params, lr)
     rng = np.random.default_rng(seed)
+    batches = -(-len(inputs) // batch_size)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(inputs))
         losses = []
@@ -74,6 +77,8 @@ def train(model, inputs: np.ndarray, labels: np.ndarray, *, epochs: int, batch_s
             loss, grads = model.loss_and_grads(inputs[batch], labels[batch])
             adam.step(grads)
             losses.append(loss)
+            if progress is not None:
+                progress(epoch, len(losses), batches, float(np.mean(losses)))
         yield epoch, float(np.mean(losses))
 
 
