@@ -72,29 +72,28 @@ def machine(request):
             competitor.wait()
 
 
-def _thread_counts():
-    default = _dispatch.thread_setting()
-    return {"default threads": default, "1 thread": 1}
+# The thread counts compared: fastcalc's default here, and one.
+THREADS = {"default threads": _dispatch.thread_setting(), "1 thread": 1}
 
 
-@pytest.mark.parametrize("threads", sorted(_thread_counts()))
+@pytest.mark.parametrize("threads", sorted(THREADS))
 @pytest.mark.parametrize("kernel", sorted(CASES))
 def test_fastcalc(benchmark, machine, kernel, threads):
     benchmark.group = f"{kernel}, {machine}"
-    benchmark.extra_info.update(machine=machine, threads=_thread_counts()[threads])
+    benchmark.extra_info.update(machine=machine, threads=THREADS[threads])
     setting = _dispatch.thread_setting()
-    fastcalc.set_num_threads(_thread_counts()[threads])
+    fastcalc.set_num_threads(THREADS[threads])
     try:
         benchmark(CASES[kernel])
     finally:
         fastcalc.set_num_threads(setting)
 
 
-@pytest.mark.parametrize("threads", sorted(_thread_counts()))
+@pytest.mark.parametrize("threads", sorted(THREADS))
 def test_torch_sigmoid(benchmark, machine, threads):
     torch = pytest.importorskip("torch")
     benchmark.group = f"sigmoid 2**20 float32 torch, {machine}"
-    count = _thread_counts()[threads]
+    count = THREADS[threads]
     benchmark.extra_info.update(machine=machine, threads=count)
     setting = torch.get_num_threads()
     torch.set_num_threads(count)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import math
 import numbers
+import sys
 import threading
 import time
 import warnings
@@ -540,8 +541,6 @@ def _compiling_pays(grad, coordinates: int, n_iter: int) -> bool:
 
     Never imports Numba: a grad it has not compiled is not compiled yet.
     """
-    import sys
-
     if type(grad).__module__.startswith("numba."):  # compiled by the user: use it
         return True
     numba_optim = sys.modules.get("fastcalc._numba.optim")

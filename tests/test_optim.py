@@ -1464,4 +1464,4 @@ def test_a_long_call_honours_ctrl_c(case):
     if backend not in fastcalc.available_backends() or (
             backend == "cython" and not _cython.available_isas("optim")):
         pytest.skip(f"no {backend} backend")
-    assert_interrupted(INTERRUPTED_SETUP, call, case, timeout=600)
+    assert_interrupted(INTERRUPTED_SETUP, call, case)
