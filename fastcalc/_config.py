@@ -45,18 +45,20 @@ def config() -> dict[str, object]:
         "cython_isa": None,
         "cython_isas_here": [],
         "openmp": None,
+        "openmp_waits": {},
         "cpu_simd": _simd_features(),
     }
     if status["numba"] is None:
         import numba
 
         info["numba"] = numba.__version__
-        info["numba_threading_layer"] = numba.config.THREADING_LAYER
+        info["numba_threading_layer"] = numba.threading_layer()
     if status["cython"] is None:
         module = _cython.load("activations")
         info["cython_isa"] = _cython.selected_isa()
         info["cython_isas_here"] = _cython.available_isas("activations")
         info["openmp"] = bool(module.OPENMP)
+    info["openmp_waits"] = dict(_dispatch.openmp_waits)
     return info
 
 
@@ -99,5 +101,7 @@ def show_config() -> None:
             f"(this CPU can run: {', '.join(info['cython_isas_here'])}); "
             f"OpenMP: {'yes' if info['openmp'] else 'no (kernels run single-threaded)'}"
         )
+    for backend, waits in info["openmp_waits"].items():
+        lines.append(f"{backend} idle threads: {waits}")
     lines.append(f"CPU SIMD: {' '.join(info['cpu_simd']) or 'unknown'}")
     print("\n".join(lines))

@@ -32,9 +32,11 @@ __all__ = [
     "get_backend",
     "get_num_threads",
     "kernel",
-    "kernel_threads",
+    "openmp_waits",
     "set_backend",
     "set_num_threads",
+    "short_openmp_waits",
+    "thread_lease",
     "thread_setting",
     "usable_cores",
     "use_backend",
@@ -132,7 +134,8 @@ def _import_backend(backend: str, family: str):
         return importlib.import_module(f"fastcalc._numba.{family}")
     from fastcalc import _cython
 
-    return _cython.load(family)
+    with short_openmp_waits("cython"):
+        return _cython.load(family)
 
 
 def _module(backend: str, family: str):
@@ -222,6 +225,86 @@ def kernel(family: str, name: str, backend: str | None, auto_order: tuple[str, .
     return found
 
 
+# The variables by which a user chooses how OpenMP's idle threads wait
+# (GNU's, and LLVM's and Intel's): where one is set, fastcalc sets none.
+_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+# What fastcalc sets instead while its runtimes load: a thread with nothing
+# to do polls for 1000 rounds (GNU OpenMP counts 100,000 a millisecond:
+# about 10 us, time for the other threads of a parallel loop to arrive or
+# for the next call), then sleeps; LLVM's runtime, which has no spin count,
+# sleeps at once.  benchmarks/bench_contention.py and the README's "Threads on
+# a busy machine" give the measurements behind it.
+_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}
+_WAITS_SET = "short: idle threads poll about 10 us, then sleep (set by fastcalc)"
+
+# How the OpenMP runtime of each backend ("cython", "numba") waits: what
+# short_openmp_waits found when it loaded.
+openmp_waits: dict[str, str] = {}
+
+
+def _mapped_openmp_runtimes() -> set[str] | None:
+    """The OpenMP runtimes (GNU, LLVM) mapped into this process, by path; None if unknown."""
+    try:
+        with open("/proc/self/maps") as maps:  # Linux
+            return {line.split()[-1] for line in maps
+                    if "/libgomp" in line or "/libomp" in line}
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def short_openmp_waits(backend: str) -> Iterator[None]:
+    """Load ``backend``'s OpenMP runtime with idle threads that soon sleep.
+
+    By default GNU OpenMP lets a thread with nothing to do spin for 300,000
+    rounds (milliseconds) before it sleeps.  On an idle machine that saves
+    waking it for the next parallel loop; on a busy one the spinning threads
+    take the time slices the working thread needs, and a call of 0.2 ms took
+    8-20 ms.  Inside this block, the first time it runs for ``backend``, the
+    environment holds ``_WAITS`` (about 10 us of polling, then sleep), which
+    a runtime reads once, when it is loaded; the variables are removed after,
+    so child processes and runtimes loaded later do not see them.  A user's
+    own ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME`` is left
+    to decide.  A runtime loaded before (by another library sharing the
+    system's libgomp) keeps its own policy.  :data:`openmp_waits` records
+    which case applies, and ``show_config()`` prints it.
+    """
+    if backend in openmp_waits:
+        yield
+        return
+    chosen = [f"{name}={os.environ[name]}" for name in _WAIT_VARIABLES if name in os.environ]
+    if chosen:
+        openmp_waits[backend] = f"as the environment sets ({', '.join(chosen)})"
+        yield
+        return
+    before = _mapped_openmp_runtimes()
+    os.environ.update(_WAITS)
+    try:
+        yield
+    finally:
+        for name in _WAITS:
+            del os.environ[name]
+    after = _mapped_openmp_runtimes()
+    ours = {path for paths in _short_wait_runtimes.values() for path in paths}
+    if before is None or after is None:
+        openmp_waits[backend] = f"{_WAITS_SET}, unless the runtime was loaded before"
+    elif after - before:
+        _short_wait_runtimes[backend] = after - before
+        openmp_waits[backend] = _WAITS_SET
+    elif after and after <= ours:
+        openmp_waits[backend] = _WAITS_SET
+    elif after:
+        openmp_waits[backend] = (
+            "the runtime's default (idle threads spin for milliseconds): it was loaded "
+            "before fastcalc; set GOMP_SPINCOUNT=1000 to shorten that")
+    else:
+        openmp_waits[backend] = "no OpenMP runtime"
+
+
+# The OpenMP runtimes fastcalc loaded with short waits, by backend.
+_short_wait_runtimes: dict[str, set[str]] = {}
+
+
 def _read_cpu_quota(directory: str, version: int) -> float | None:
     """The CPU quota over its period in one cgroup ``directory``, or None if it has none."""
     try:
@@ -301,7 +384,7 @@ def _default_num_threads() -> int:
 MAX_KERNEL_THREADS = max(256, os.cpu_count() or 1)
 
 _num_threads = _default_num_threads()
-# What kernel_threads hands the kernels: _num_threads capped, kept here
+# The budget thread_lease hands out: _num_threads capped, kept here
 # because it is read on every call.
 _kernel_thread_count = min(_num_threads, MAX_KERNEL_THREADS)
 _threads_used = False
@@ -374,7 +457,10 @@ def get_num_threads(backend: str | None = None) -> int:
     int
         The count of :func:`set_num_threads` (initially ``OMP_NUM_THREADS``
         or the usable cores)
-        up to ``MAX_KERNEL_THREADS``; 1 in a process forked from one that had
+        up to ``MAX_KERNEL_THREADS``, and at most the calling thread's OpenMP
+        limit where something lowered it (``omp_set_num_threads``, as
+        ``threadpoolctl.threadpool_limits`` does: fastcalc's kernels follow it
+        on every backend); 1 in a process forked from one that had
         already run fastcalc's kernels (see :func:`set_num_threads`); 1 for
         ``"numpy"`` (the reference kernels are serial numpy code; numpy's
         BLAS may use threads of its own, which fastcalc does not control); at
@@ -402,11 +488,12 @@ def get_num_threads(backend: str | None = None) -> int:
         module = _module(name, "activations")
     if name == "numpy" or (name == "cython" and not module.OPENMP):
         return 1
+    count = min(_kernel_thread_count, _openmp_limit())
     if name == "numba":
         import numba
 
-        return min(_kernel_thread_count, numba.config.NUMBA_NUM_THREADS)
-    return _kernel_thread_count
+        return min(count, numba.config.NUMBA_NUM_THREADS)
+    return count
 
 
 def thread_setting() -> int:
@@ -414,11 +501,74 @@ def thread_setting() -> int:
     return _num_threads
 
 
-def kernel_threads() -> int:
-    """The thread count to hand a kernel now; records that threads may start."""
-    global _threads_used
+# Threads handed to kernel calls in progress, in every Python thread: the
+# process's budget is _kernel_thread_count.
+_threads_in_use = 0
+_budget_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def thread_lease() -> Iterator[int]:
+    """The threads one kernel call may run on, taken from the process's budget.
+
+    The budget is :func:`set_num_threads`'s count (capped by an OpenMP limit
+    such as ``threadpoolctl.threadpool_limits`` sets, see :func:`get_num_threads`),
+    shared by every Python thread: a call gets what the calls in progress
+    leave, and at least one thread, its caller's own.  So 8 Python threads
+    calling kernels at once (a thread pool, Dask's threaded scheduler, a web
+    server) run on the usable cores plus their own threads, not 8 times the
+    cores.  The threads go back to the budget when the block ends.
+
+    Yields
+    ------
+    int
+        The thread count to pass the kernel.
+    """
+    global _threads_used, _threads_in_use
     _threads_used = True
-    return _kernel_thread_count
+    wanted = min(_kernel_thread_count, _openmp_limit())
+    with _budget_lock:
+        granted = max(1, min(wanted, _kernel_thread_count - _threads_in_use))
+        _threads_in_use += granted
+    try:
+        yield granted
+    finally:
+        with _budget_lock:
+            _threads_in_use -= granted
+
+
+# The OpenMP runtime of the Cython kernels, once they are loaded (False: none
+# here), and the thread limit it had then.
+_openmp_module: object = None
+_openmp_default_limit = 0
+
+
+def _openmp_limit() -> int:
+    """The calling thread's OpenMP thread limit where something lowered it, else no limit.
+
+    ``omp_set_num_threads``, which ``threadpoolctl.threadpool_limits`` calls on
+    every OpenMP runtime loaded, sets a per-thread limit; below the value the
+    runtime started with (``OMP_NUM_THREADS`` or the CPUs), it caps every
+    backend's kernels called from that thread.
+    """
+    global _openmp_module, _openmp_default_limit
+    if _openmp_module is None:
+        try:
+            module = _module("cython", "activations")
+        except RuntimeError:
+            _openmp_module = False
+        else:
+            # The limit the runtime started with is what a thread that never
+            # set one reads: this thread may be inside a threadpool_limits block.
+            reader = threading.Thread(target=lambda: limits.append(module.openmp_max_threads()))
+            limits: list[int] = []
+            reader.start()
+            reader.join()
+            _openmp_default_limit, _openmp_module = limits[0], module
+    if _openmp_module is False:
+        return MAX_KERNEL_THREADS
+    limit = _openmp_module.openmp_max_threads()
+    return limit if limit < _openmp_default_limit else MAX_KERNEL_THREADS
 
 
 def _after_fork_in_child() -> None:
@@ -427,8 +577,11 @@ def _after_fork_in_child() -> None:
     # child).  Like PyTorch, a forked child of such a process runs the kernels
     # on one thread.  A lock some other thread of the parent held at the fork
     # stays held forever in the child: start with a fresh one.
-    global _forked_after_threads, _kernel_thread_count, _lock
+    global _forked_after_threads, _kernel_thread_count, _lock, _budget_lock, _threads_in_use
     _lock = threading.Lock()
+    # Calls other threads of the parent were making never end here.
+    _budget_lock = threading.Lock()
+    _threads_in_use = 0
     if _threads_used:
         _forked_after_threads = True
         _kernel_thread_count = 1

@@ -22,6 +22,10 @@ _SECONDS_PER_ELEMENT = 2e-8
 _SECONDS_PER_ELEMENT_COMPILED = 4e-9
 _SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
 _REFERENCE = "fastcalc.reference.activations"
+# No kernel starts threads for fewer elements (the PARALLEL_MIN_SIZE of the
+# Cython and Numba modules): smaller calls take no thread lease, which would
+# cost a twentieth of a 1000-element sigmoid.
+_THREADED_FROM = 1 << 15
 
 
 def _run(name: str, x, out, backend, sliceable: bool = True):
@@ -35,7 +39,11 @@ def _run(name: str, x, out, backend, sliceable: bool = True):
             seconds = _SECONDS_PER_ELEMENT_COMPILED if compiled else _SECONDS_PER_ELEMENT
             return _run_in_slices(name, x, out, backend, seconds)
         operands = _validate.elementwise(x, out)
-    kernel(operands[0], operands[1], _dispatch.kernel_threads())
+    if operands[0].size < _THREADED_FROM:
+        kernel(operands[0], operands[1], 1)
+    else:
+        with _dispatch.thread_lease() as threads:
+            kernel(operands[0], operands[1], threads)
     return _validate.finish(operands)
 
 

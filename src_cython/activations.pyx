@@ -15,13 +15,23 @@ cimport cython
 from cython.parallel cimport prange
 
 from _fused cimport floating
-from _openmp cimport FASTCALC_OPENMP
+from _openmp cimport FASTCALC_OPENMP, fastcalc_openmp_max_threads
 from _vecmath cimport exp_nonpositive
 
-__all__ = ["sigmoid", "sigmoid_derivative", "sigmoid_derivative_from_output"]
+__all__ = ["openmp_max_threads", "sigmoid", "sigmoid_derivative",
+           "sigmoid_derivative_from_output"]
 
 # Whether prange runs on threads; without OpenMP every kernel is serial.
 OPENMP = FASTCALC_OPENMP
+
+
+def openmp_max_threads():
+    """The calling thread's OpenMP thread limit, ``omp_get_max_threads()`` (1 without OpenMP).
+
+    What ``omp_set_num_threads`` sets, and so ``threadpoolctl.threadpool_limits``
+    for the OpenMP runtime these kernels run on.
+    """
+    return fastcalc_openmp_max_threads()
 
 # Elements per parallel task: large enough to amortize scheduling, small
 # enough to balance the threads.

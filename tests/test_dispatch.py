@@ -388,7 +388,8 @@ def test_a_huge_thread_count_is_kept_and_capped_for_the_kernels(backend, n):
     """set_num_threads(2**31) made every Cython call raise OverflowError (its C int)."""
     fastcalc.set_num_threads(n)
     assert _dispatch.thread_setting() == n
-    assert _dispatch.kernel_threads() == _dispatch.MAX_KERNEL_THREADS
+    with _dispatch.thread_lease() as threads:
+        assert threads == _dispatch.MAX_KERNEL_THREADS
     assert 1 <= fastcalc.get_num_threads(backend) <= _dispatch.MAX_KERNEL_THREADS
     x = np.linspace(-5, 5, 1000)  # serial: this test starts no thread
     np.testing.assert_allclose(fastcalc.sigmoid(x, backend=backend),
@@ -414,3 +415,120 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=600, check=False)
     assert result.returncode == 0 and result.stdout.split() == ["ok"], result.stderr
+
+
+def _run_child(code, **environment):
+    """Run ``code`` in a fresh interpreter; the lines it prints (it must exit 0)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in _dispatch._WAIT_VARIABLES and key != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env={**env, **environment}, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+_IDLE_CPU = """
+    import os, subprocess, sys, time
+    import numpy as np, fastcalc
+    from fastcalc import _dispatch
+    x = np.linspace(-5, 5, 2**22)
+    for backend in fastcalc.available_backends():
+        fastcalc.sigmoid(x, backend=backend)  # threaded: starts the OpenMP threads
+    start = time.process_time()
+    time.sleep(0.5)  # no kernel runs: what the idle threads burn
+    print(time.process_time() - start)
+    print(any(name in os.environ for name in _dispatch._WAITS))
+    child = "import os; print(any(name in os.environ for name in ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']))"
+    print(subprocess.run([sys.executable, "-c", child], capture_output=True,
+                         text=True).stdout.strip())
+    print(*sorted(_dispatch.openmp_waits.values()), sep="|")
+"""
+
+
+def test_idle_openmp_threads_sleep_and_the_setting_stays_inside_fastcalc():
+    """Threads spinning in OpenMP's barrier took the time slices of the thread doing the work:
+    a 0.2 ms sigmoid took 8-20 ms on a busy machine.  Idle, they now soon sleep."""
+    if _dispatch.usable_cores() < 2 or not _cython_has_openmp():
+        pytest.skip("needs two cores and OpenMP")
+    seconds, in_environment, in_child, waits = _run_child(_IDLE_CPU)
+    assert float(seconds) < 0.1, f"idle threads used {seconds} s of CPU in 0.5 s"
+    assert (in_environment, in_child) == ("False", "False")  # fastcalc's runtime only
+    assert waits.startswith("short"), waits
+    # The test can fail: threads told to spin keep a core busy while nothing runs.
+    seconds, _, _, waits = _run_child(_IDLE_CPU, OMP_WAIT_POLICY="ACTIVE")
+    assert float(seconds) > 0.2 and "OMP_WAIT_POLICY=ACTIVE" in waits, (seconds, waits)
+
+
+def test_threadpoolctl_sees_and_limits_fastcalcs_threads():
+    """threadpoolctl lists the OpenMP runtime of the kernels and its limit caps every backend."""
+    pytest.importorskip("threadpoolctl")
+    if _dispatch.usable_cores() < 2 or not _cython_has_openmp():
+        pytest.skip("needs two cores and OpenMP")
+    lines = _run_child("""
+        import os
+        import numpy as np, threadpoolctl, fastcalc
+        from fastcalc import _dispatch
+
+        def os_threads():
+            return len(os.listdir("/proc/self/task"))
+
+        x = np.linspace(-5, 5, 2**22)
+        expected = fastcalc.sigmoid(x, backend="numpy")
+        backends = [b for b in ("cython", "numba") if b in fastcalc.available_backends()]
+        fastcalc.set_num_threads(1)
+        for backend in backends:  # loads, compiles; Numba starts a thread of its own
+            fastcalc.sigmoid(x, backend=backend)
+        fastcalc.set_num_threads(_dispatch.usable_cores())
+        runtimes = _dispatch._short_wait_runtimes["cython"]
+        listed = {info["filepath"] for info in threadpoolctl.threadpool_info()
+                  if info["user_api"] == "openmp"}
+        print(bool(runtimes & {os.path.realpath(path) for path in listed}))
+        with threadpoolctl.threadpool_limits(limits=1):
+            print(*(fastcalc.get_num_threads(b) for b in ["auto", *backends]))
+            before = os_threads()
+            for backend in backends:
+                np.testing.assert_allclose(fastcalc.sigmoid(x, backend=backend), expected,
+                                           rtol=1e-14)
+            print(os_threads() - before)  # threads started under the limit
+        print(*(fastcalc.get_num_threads(b) for b in ["auto", *backends]))
+        before = os_threads()
+        fastcalc.sigmoid(x, backend="cython")
+        print(os_threads() - before)
+    """)
+    listed, limited, started_limited, free, started_free = lines
+    assert listed == "True"  # visible: the runtime fastcalc's kernels run on
+    assert set(limited.split()) == {"1"} and started_limited == "0"  # limited
+    assert set(free.split()) == {str(_dispatch.usable_cores())} and int(started_free) >= 1
+
+
+def test_a_thread_lease_shares_the_budget_between_callers():
+    """8 Python threads each starting every core's worth of threads oversubscribed the cores."""
+    setting = _dispatch.thread_setting()
+    fastcalc.set_num_threads(3)
+    seen, taken, done = [], threading.Event(), threading.Event()
+
+    def other_caller():
+        with _dispatch.thread_lease() as threads:
+            seen.append(threads)
+            taken.set()
+            done.wait(600)
+
+    try:
+        with _dispatch.thread_lease() as first:
+            with _dispatch.thread_lease() as nested:
+                other = threading.Thread(target=other_caller)
+                other.start()
+                taken.wait(600)
+                done.set()
+                other.join()
+            assert (first, nested, seen) == (3, 1, [1])
+        with _dispatch.thread_lease() as again:
+            assert again == 3
+    finally:
+        fastcalc.set_num_threads(setting)
+    assert _dispatch._threads_in_use == 0

@@ -65,6 +65,42 @@ def _has_disk_cache() -> bool:
 # Whether the compiled kernels are cached on disk (``fastcalc warmup`` checks).
 DISK_CACHE = _has_disk_cache()
 
+def _start_threading_layer() -> None:
+    """Start Numba's threading layer now, so that its OpenMP runtime waits briefly.
+
+    Numba loads the layer on its first parallel call; the "omp" layer's
+    runtime reads its wait policy then (see
+    :func:`fastcalc._dispatch.short_openmp_waits`).  The "tbb" and
+    "workqueue" layers are not OpenMP.
+    """
+    from numba.np.ufunc import parallel
+
+    from fastcalc import _dispatch
+
+    failed = []
+
+    def launch():
+        try:
+            parallel._launch_threads()
+        except ValueError as error:  # no layer loads: Numba says so on the first parallel call
+            failed.append(error)
+
+    # On a thread of its own: the "omp" layer sets the OpenMP thread limit of
+    # the thread that starts it, which may be the user's, inside a
+    # threadpoolctl.threadpool_limits block.
+    with _dispatch.short_openmp_waits("numba"):
+        launcher = threading.Thread(target=launch, name="fastcalc-numba-layer")
+        launcher.start()
+        launcher.join()
+    if failed:
+        return
+    layer = numba.threading_layer()
+    if layer != "omp":
+        _dispatch.openmp_waits["numba"] = f"the {layer} threading layer (not OpenMP)"
+
+
+_start_threading_layer()
+
 # Parallel kernels run one at a time, each on all the threads it asked for:
 # that is as fast as running them side by side on a machine's cores, and safe
 # under every Numba threading layer (the "workqueue" layer aborts the process
