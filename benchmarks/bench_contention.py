@@ -14,6 +14,7 @@ forward + backward, and fit_logistic (full batch), at the sizes of the other
 benchmark files.
 """
 
+import concurrent.futures
 import functools
 import subprocess
 import sys
@@ -101,3 +102,36 @@ def test_torch_sigmoid(benchmark, machine, threads):
         benchmark(torch.sigmoid, torch.from_numpy(X20))
     finally:
         torch.set_num_threads(setting)
+
+
+CALLERS = 8
+
+
+@pytest.fixture(scope="module")
+def callers():
+    """CALLERS Python threads that stay, as a thread pool, Dask's threaded scheduler or a
+    web server keeps them (a new thread also starts a new OpenMP team)."""
+    with concurrent.futures.ThreadPoolExecutor(CALLERS) as pool:
+        yield pool
+
+
+def _concurrently(pool, call):
+    """``call`` made by every thread of ``pool`` at once."""
+    for future in [pool.submit(call) for _ in range(CALLERS)]:
+        future.result()
+
+
+def _one_after_another(pool, call):
+    for _ in range(CALLERS):
+        call()
+
+
+@pytest.mark.parametrize("how", ("concurrent", "serial"))
+@pytest.mark.parametrize("kernel", sorted(CASES))
+def test_eight_callers(benchmark, callers, kernel, how):
+    """8 calls from 8 Python threads at once vs one after another, at the default threads:
+    fastcalc's thread budget keeps the first from oversubscribing the cores."""
+    benchmark.group = f"{kernel}, {CALLERS} calls"
+    benchmark.extra_info.update(callers=how)
+    run = _concurrently if how == "concurrent" else _one_after_another
+    benchmark(run, callers, CASES[kernel])

@@ -415,7 +415,11 @@ cdef void _correlate(
             _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
                   out_width, pairs_per_image, pair)
         return
-    for pair in prange(pairs, num_threads=num_threads, schedule="static"):
+    # In chunks of 4 pairs taken as threads come free: when another process
+    # holds one thread's core, the other threads take its rows instead of
+    # waiting for it (2048x2048 5x5 on a busy 2-core machine: 1.0-1.25x the
+    # one-thread time, 1.5-1.6x with equal static shares; the same when idle).
+    for pair in prange(pairs, num_threads=num_threads, schedule="dynamic", chunksize=4):
         _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
               out_width, pairs_per_image, pair)
 
