@@ -240,6 +240,9 @@ _WAITS_SET = "short: idle threads poll about 10 us, then sleep (set by fastcalc)
 # How the OpenMP runtime of each backend ("cython", "numba") waits: what
 # short_openmp_waits found when it loaded.
 openmp_waits: dict[str, str] = {}
+# The OpenMP runtimes fastcalc loaded with short waits, by backend.
+_short_wait_runtimes: dict[str, set[str]] = {}
+_waits_lock = threading.RLock()
 
 
 def _mapped_openmp_runtimes() -> set[str] | None:
@@ -269,22 +272,29 @@ def short_openmp_waits(backend: str) -> Iterator[None]:
     system's libgomp) keeps its own policy.  :data:`openmp_waits` records
     which case applies, and ``show_config()`` prints it.
     """
-    if backend in openmp_waits:
-        yield
-        return
-    chosen = [f"{name}={os.environ[name]}" for name in _WAIT_VARIABLES if name in os.environ]
-    if chosen:
-        openmp_waits[backend] = f"as the environment sets ({', '.join(chosen)})"
-        yield
-        return
-    before = _mapped_openmp_runtimes()
-    os.environ.update(_WAITS)
-    try:
-        yield
-    finally:
-        for name in _WAITS:
-            del os.environ[name]
-    after = _mapped_openmp_runtimes()
+    with _waits_lock:  # one runtime at a time: each must see the user's environment
+        if backend in openmp_waits:
+            yield
+            return
+        chosen = [f"{name}={os.environ[name]}" for name in _WAIT_VARIABLES
+                  if name in os.environ]
+        if chosen:
+            openmp_waits[backend] = f"as the environment sets ({', '.join(chosen)})"
+            yield
+            return
+        before = _mapped_openmp_runtimes()
+        os.environ.update(_WAITS)
+        try:
+            yield
+        finally:
+            for name in _WAITS:
+                del os.environ[name]
+        _record_waits(backend, before, _mapped_openmp_runtimes())
+
+
+def _record_waits(backend: str, before: set[str] | None, after: set[str] | None) -> None:
+    """Say in :data:`openmp_waits` how ``backend``'s runtime waits, from the OpenMP
+    runtimes mapped before and after it loaded with fastcalc's settings."""
     ours = {path for paths in _short_wait_runtimes.values() for path in paths}
     if before is None or after is None:
         openmp_waits[backend] = f"{_WAITS_SET}, unless the runtime was loaded before"
@@ -299,10 +309,6 @@ def short_openmp_waits(backend: str) -> Iterator[None]:
             "before fastcalc; set GOMP_SPINCOUNT=1000 to shorten that")
     else:
         openmp_waits[backend] = "no OpenMP runtime"
-
-
-# The OpenMP runtimes fastcalc loaded with short waits, by backend.
-_short_wait_runtimes: dict[str, set[str]] = {}
 
 
 def _read_cpu_quota(directory: str, version: int) -> float | None:
@@ -578,7 +584,9 @@ def _after_fork_in_child() -> None:
     # on one thread.  A lock some other thread of the parent held at the fork
     # stays held forever in the child: start with a fresh one.
     global _forked_after_threads, _kernel_thread_count, _lock, _budget_lock, _threads_in_use
+    global _waits_lock
     _lock = threading.Lock()
+    _waits_lock = threading.RLock()
     # Calls other threads of the parent were making never end here.
     _budget_lock = threading.Lock()
     _threads_in_use = 0

@@ -339,6 +339,15 @@ def test_one_and_two_threads_agree(backend):
     np.testing.assert_array_equal(fastcalc.sigmoid(x, backend=backend), one)
 
 
+def test_calls_below_the_lease_size_start_no_thread_anywhere():
+    """Calls of fewer than activations._THREADED_FROM elements take no thread lease: no
+    compiled kernel may run them on threads."""
+    modules = kernel_modules("activations")
+    assert modules  # at least one compiled backend
+    for label, module in modules.items():
+        assert activations._THREADED_FROM <= module.PARALLEL_MIN_SIZE, label
+
+
 def slice_small_calls(monkeypatch):
     """Make calls of a few thousand elements run in slices of a few hundred; count the slices."""
     monkeypatch.setattr(activations, "_SLICED_FROM", 2000)

@@ -440,7 +440,7 @@ _IDLE_CPU = """
     for backend in fastcalc.available_backends():
         fastcalc.sigmoid(x, backend=backend)  # threaded: starts the OpenMP threads
     start = time.process_time()
-    time.sleep(0.5)  # no kernel runs: what the idle threads burn
+    time.sleep(1.0)  # no kernel runs: what the idle threads burn
     print(time.process_time() - start)
     print(any(name in os.environ for name in _dispatch._WAITS))
     child = "import os; print(any(name in os.environ for name in ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']))"
@@ -456,12 +456,15 @@ def test_idle_openmp_threads_sleep_and_the_setting_stays_inside_fastcalc():
     if _dispatch.usable_cores() < 2 or not _cython_has_openmp():
         pytest.skip("needs two cores and OpenMP")
     seconds, in_environment, in_child, waits = _run_child(_IDLE_CPU)
-    assert float(seconds) < 0.1, f"idle threads used {seconds} s of CPU in 0.5 s"
+    print("idle threads' CPU seconds in 1 s of sleep:", seconds)
+    assert float(seconds) < 0.02, f"idle threads used {seconds} s of CPU in 1 s"
     assert (in_environment, in_child) == ("False", "False")  # fastcalc's runtime only
     assert waits.startswith("short"), waits
-    # The test can fail: threads told to spin keep a core busy while nothing runs.
+    # The test can fail: threads told to spin keep a core busy while nothing runs (a
+    # whole core when it is free; a tenth is the margin for a busy machine).
     seconds, _, _, waits = _run_child(_IDLE_CPU, OMP_WAIT_POLICY="ACTIVE")
-    assert float(seconds) > 0.2 and "OMP_WAIT_POLICY=ACTIVE" in waits, (seconds, waits)
+    print("spinning threads' CPU seconds in 1 s of sleep:", seconds)
+    assert float(seconds) > 0.1 and "OMP_WAIT_POLICY=ACTIVE" in waits, (seconds, waits)
 
 
 def test_threadpoolctl_sees_and_limits_fastcalcs_threads():

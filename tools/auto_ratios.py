@@ -1,0 +1,57 @@
+"""Auto's time over the best of fastcalc's other choices, per group of bench_auto.py.
+
+Usage::
+
+    pytest benchmarks/bench_auto.py --benchmark-json=auto.json
+    python tools/auto_ratios.py auto.json [--limit 1.2]
+
+Prints one line per group: auto's median, the fastest other member and its
+median, their ratio and auto's interquartile range; a ratio above
+``--limit`` is flagged with ``!``.  Exits 1 if any group is flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+
+def _format(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", help="pytest-benchmark's --benchmark-json output")
+    parser.add_argument("--limit", type=float, default=1.2,
+                        help="flag groups where auto takes more than this times the best")
+    args = parser.parse_args(argv)
+    with open(args.json) as handle:
+        benchmarks = json.load(handle)["benchmarks"]
+    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+    for entry in benchmarks:
+        groups[entry["group"]][entry["extra_info"]["member"]] = entry["stats"]
+    flagged = 0
+    width = max(map(len, groups))
+    for group, members in groups.items():
+        auto = members.pop("auto", None)
+        if auto is None or not members:
+            continue
+        best, stats = min(members.items(), key=lambda item: item[1]["median"])
+        ratio = auto["median"] / stats["median"]
+        flag = "!" if ratio > args.limit else " "
+        flagged += flag == "!"
+        print(f"{flag} {group:<{width}}  auto {_format(auto['median']):>9} "
+              f"(IQR {_format(auto['iqr']):>8})  best {best:<13} {_format(stats['median']):>9}"
+              f"  {ratio:.2f}x")
+    print(f"{flagged} of {len(groups)} groups above {args.limit}x")
+    return 1 if flagged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
