@@ -3,28 +3,55 @@
 A kernel family contributes *cases*: one callable per (kernel, dtype, size,
 implementation).  Every case of one row group (same kernel, dtype and size)
 is timed in the same run, so the ratios between them are what the machine
-did side by side.  Times are medians over repetitions; each repetition runs
+did side by side.  Times are medians over repetitions, with the
+interquartile range of the repetitions as their spread; each repetition runs
 the case enough times to last at least ``min_time`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 import numpy as np
 
 from fastcalc import _dispatch
 
-__all__ = ["RNN_SIZES", "Case", "Result", "activation_cases", "conv2d_cases",
-           "convolution_cases", "descent_cases", "fill_ratios", "fit_cases", "format_table",
-           "peak_gflop_per_s", "plot_speedups", "rnn_cases", "run"]
+__all__ = ["NOISY_IQR", "RNN_SIZES", "WIDTH", "Case", "Reduced", "Result", "activation_cases",
+           "competing_processes", "contention_cases", "conv2d_cases", "convolution_cases",
+           "descent_cases", "fill_ratios", "fit_cases", "format_contention", "format_summary",
+           "format_table", "format_time", "peak_gflop_per_s", "plot_speedups", "rnn_cases", "run",
+           "thread_count"]
 
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
+AUTO = "fastcalc auto"  # what a plain call runs: the summary compares it with the fastest peer
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
+# A result whose interquartile range is more than this share of its median is flagged as
+# noisy: on an idle machine repetitions agree within a few percent, so a wider spread means
+# the machine was busy during some of them (pytest-benchmark reports the same IQR).
+NOISY_IQR = 0.10
+WIDTH = 120  # the longest line the tables and summaries print
+REDUCED_SHARE = 16  # a reduced case does about 1/16 of the work of the full one
+
+
+@dataclass
+class Reduced:
+    """A share of a case's work, along a dimension its time is linear in.
+
+    Its time multiplied by ``scale`` stands for the full call's: :func:`run`
+    times it instead of a call that would be slow.
+    """
+
+    function: Callable[[], object]
+    scale: float  # the full work over this share of it
+    note: str  # what the table says of the row, e.g. "31 of 500 steps, scaled"
 
 
 @dataclass
@@ -39,6 +66,14 @@ class Case:
     bytes_moved: int  # bytes read + written by one call
     note: str = ""
     flops: int = 0  # floating-point operations of one call (0: report GB/s instead)
+    shape: str = ""  # the problem's size where ``kernel`` does not say it, e.g. "N=1,000"
+    threads: int | None = None  # the thread count to time it on (None: the current setting)
+    reduced: Reduced | None = None  # a share of the work, timed instead when the call is slow
+
+    @property
+    def heading(self) -> str:
+        """The group's name in tables: kernel, problem size where needed, and dtype."""
+        return _heading(self)
 
 
 @dataclass
@@ -55,7 +90,20 @@ class Result:
     flops: int = 0
     speedup_vs_reference: float | None = None
     copy_ratio: float | None = None
-    extra: dict = field(default_factory=dict)
+    shape: str = ""
+    iqr_s: float = 0.0  # interquartile range of the repetitions' times per call
+    scale: float = 1.0  # > 1: timed on 1/scale of the work (see Reduced), times multiplied
+    threads: int | None = None
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the repetitions spread by more than ``NOISY_IQR`` of the median."""
+        return self.iqr_s > NOISY_IQR * self.median_s
+
+    @property
+    def heading(self) -> str:
+        """The group's name in tables: kernel, problem size where needed, and dtype."""
+        return _heading(self)
 
     @property
     def gb_per_s(self) -> float:
@@ -68,9 +116,16 @@ class Result:
     def throughput(self) -> str:
         if not self.flops:
             return f"{self.gb_per_s:.1f} GB/s"
-        peak = peak_gflop_per_s(self.dtype)
-        share = f" ({self.gflop_per_s / peak:.0%} of peak)" if peak else ""
-        return f"{self.gflop_per_s:.1f} GFLOP/s{share}"
+        return f"{self.gflop_per_s:.1f} GFLOP/s"
+
+    def share_of_peak(self) -> str:
+        """GFLOP/s as a share of the measured peak ("" for GB/s, or without the probe)."""
+        peak = peak_gflop_per_s(self.dtype) if self.flops else None
+        return f"{self.gflop_per_s / peak:.0%}" if peak else ""
+
+
+def _heading(item: Case | Result) -> str:
+    return f"{' '.join(filter(None, (item.kernel, item.shape)))}, {item.dtype}"
 
 
 def peak_gflop_per_s(dtype: str) -> float | None:
@@ -185,7 +240,8 @@ def _activation_group(kernel: str, x: np.ndarray) -> list[Case]:
         implementations["torch.sigmoid"] = (lambda: torch.sigmoid(tx, out=tout), "")
         implementations["torch.sigmoid, allocating"] = (lambda: torch.sigmoid(tx), "allocates")
     return [
-        Case(kernel, str(x.dtype), x.size, name, function, 2 * x.nbytes, note)
+        Case(kernel, str(x.dtype), x.size, name, function, 2 * x.nbytes, note,
+             shape=f"N={x.size:,}")
         for name, (function, note) in implementations.items()
     ]
 
@@ -260,7 +316,8 @@ def _convolution_group(image: np.ndarray, kernel: np.ndarray, mode: str) -> list
     moved = image.nbytes + side * side * image.itemsize
     flops = 2 * k * k * side * side
     return [
-        Case(name, str(image.dtype), size, implementation, function, moved, note, flops)
+        Case(name, str(image.dtype), size, implementation, function, moved, note, flops,
+             shape=f"on {size}x{size}")
         for implementation, (function, note) in implementations.items()
     ]
 
@@ -486,6 +543,13 @@ def fit_cases(size: tuple[int, int, int, int] = FIT_SIZE,
     matrix products, ``bmm``, with hand-written gradients), both given the
     same mini-batch order.  A full-batch step counts 4 N D FLOPs per problem
     (the forward and gradient products).
+
+    The numpy reference and torch run every step in Python, so their time is
+    linear in the steps, every step working on the same arrays: each case of
+    theirs carries a :class:`Reduced` share of the steps (about 1/16), which
+    :func:`run` times instead of a slow call.  A share of the problems would
+    not do: their smaller arrays would fit in the caches, and each problem
+    would take less time than in the full call.
     """
     import fastcalc
     from fastcalc.optim import _minibatch_order
@@ -505,20 +569,38 @@ def fit_cases(size: tuple[int, int, int, int] = FIT_SIZE,
         for dtype in dtypes:
             X, y = X64.astype(dtype), y64.astype(dtype)
             implementations = {
-                f"fastcalc {backend}": functools.partial(
-                    fastcalc.fit_logistic, X, y, lr=0.1, n_iter=steps, batch_size=batch_size,
-                    seed=seed, backend=backend)
+                f"fastcalc {backend}": _fastcalc_fit(X, y, steps, batch_size, seed, backend)
                 for backend in fastcalc.available_backends()
             }
+            part = max(1, steps // REDUCED_SHARE)
+            shares = {REFERENCE: _fastcalc_fit(X, y, part, batch_size, seed, "numpy")}
             if jax is not None and (rows is None or N % batch == 0):
                 implementations["JAX vmap+jit"] = _jax_fit(jax, X, y, steps, rows)
             if torch is not None:
                 implementations["torch bmm"] = _torch_fit(torch, X, y, steps, rows)
+                shares["torch bmm"] = _torch_fit(torch, X, y, part,
+                                                 None if rows is None else rows[:part])
             mode = "full batch" if batch_size is None else f"batches of {batch}"
             cases += [Case(f"fit_logistic {P}x({N}x{D}) x {steps} steps, {mode}", dtype, P,
-                           name, function, X.nbytes + y.nbytes, "", 4 * P * batch * D * steps)
+                           name, function, X.nbytes + y.nbytes, "", 4 * P * batch * D * steps,
+                           reduced=_share(shares.get(name), part, steps, "steps"))
                       for name, function in implementations.items()]
     return cases
+
+
+def _fastcalc_fit(X, y, steps, batch_size, seed, backend):
+    import fastcalc
+
+    return functools.partial(fastcalc.fit_logistic, X, y, lr=0.1, n_iter=steps,
+                             batch_size=batch_size, seed=seed, backend=backend)
+
+
+def _share(function: Callable[[], object] | None, part: int, whole: int,
+           unit: str) -> Reduced | None:
+    """``function`` computing ``part`` of ``whole`` units as a :class:`Reduced`, if it is less."""
+    if function is None or part >= whole:
+        return None
+    return Reduced(function, whole / part, f"{part:,} of {whole:,} {unit}, scaled")
 
 
 def _jax_fit(jax, X, y, steps, rows):
@@ -583,9 +665,8 @@ def _naive_derivative(x):
     return s * (1 - s)
 
 
-def _calibrate(case: Case, min_time: float) -> tuple[int, float]:
+def _calibrate(function: Callable[[], object], min_time: float) -> tuple[int, float]:
     """Calls per repetition (lasting at least ``min_time``), and that first repetition's time."""
-    function = case.function
     function()  # warm up: compiles Numba code, faults in pages
     calls = 1
     while True:
@@ -595,6 +676,21 @@ def _calibrate(case: Case, min_time: float) -> tuple[int, float]:
         calls *= 2 if elapsed <= 0 else max(2, min(10, int(min_time / elapsed) + 1))
 
 
+def _calibrate_case(case: Case, min_time: float,
+                    scale_above: float | None) -> tuple[Reduced | None, int, float]:
+    """The share of ``case`` to time (None: all of it), its calls per repetition and first time.
+
+    The share's first repetition estimates the full call: the full call is
+    never made when it would take longer than ``scale_above`` seconds.
+    """
+    share = case.reduced
+    if share is not None and scale_above is not None:
+        calls, first = _calibrate(share.function, min_time)
+        if first * share.scale > scale_above:
+            return share, calls, first
+    return None, *_calibrate(case.function, min_time)
+
+
 def _repetition(function: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -602,18 +698,71 @@ def _repetition(function: Callable[[], object], calls: int) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def thread_count(threads: int | None) -> Iterator[None]:
+    """Run fastcalc's kernels, and torch's when installed, on ``threads`` threads in the block.
+
+    Parameters
+    ----------
+    threads : int or None
+        The count for :func:`fastcalc.set_num_threads` and
+        ``torch.set_num_threads``; None leaves both as they are.  The previous
+        counts are set again on leaving the block, also on an error.
+    """
+    if threads is None:
+        yield
+        return
+    torch = _peer_torch()
+    previous = _dispatch.thread_setting(), None if torch is None else torch.get_num_threads()
+    _dispatch.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        _dispatch.set_num_threads(previous[0])
+        if torch is not None:
+            torch.set_num_threads(previous[1])
+
+
 def run(
     cases: Sequence[Case],
-    repeat: int = 7,
-    min_time: float = 0.01,
+    repeat: int = 5,
+    min_time: float = 0.005,
     progress: Callable[[int, int, Case], None] | None = None,
+    scale_above: float | None = None,
 ) -> list[Result]:
-    """Time ``cases`` and fill in speed-ups and copy ratios per group.
+    """Time ``cases``: medians and spreads, then speed-ups and copy ratios per group.
 
-    The implementations of a group (kernel, dtype, size) take turns: each
+    The implementations of a group (kernel, dtype and size) take turns: each
     repetition times every one of them once, so a slow phase of a shared
     machine slows them all rather than the rows timed during it, and the
     ratios within a group hold.
+
+    Parameters
+    ----------
+    cases : sequence of Case
+        What to time.  A case with ``threads`` set runs on that many threads
+        (fastcalc's and torch's), set between repetitions, outside the timings.
+    repeat : int, default 5
+        Repetitions per case.  The result is their median time per call, and
+        their interquartile range its spread.
+    min_time : float, default 0.005
+        Seconds one repetition lasts at least: it calls the case as many times
+        as that takes (found by a first, calibrating repetition after a
+        warm-up call).
+    progress : callable, optional
+        Called as ``progress(index, total, case)`` before a case is first timed.
+    scale_above : float, optional
+        Seconds.  A case with a :class:`Reduced` share whose full call would
+        take longer (the share's first repetition times its scale) is timed on
+        the share: its times are multiplied by the scale and its note says so.
+        None (the default): every case is timed in full.
+
+    Returns
+    -------
+    list of Result
+        One per case, in the order of ``cases``.
     """
     import warnings
 
@@ -621,28 +770,42 @@ def run(
     if torch is not None:
         torch.set_num_threads(_dispatch.thread_setting())
     position = {id(case): index for index, case in enumerate(cases)}
+    shares: list[Reduced | None] = [None] * len(cases)
     calls, samples = [0] * len(cases), [[] for _ in cases]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the naive peers overflow
         for group in _groups(cases).values():
             members = [position[id(case)] for case in group]
             for index in members:
+                case = cases[index]
                 if progress is not None:
-                    progress(index, len(cases), cases[index])
-                calls[index], first = _calibrate(cases[index], min_time)
+                    progress(index, len(cases), case)
+                with thread_count(case.threads):
+                    shares[index], calls[index], first = _calibrate_case(
+                        case, min_time, scale_above)
                 samples[index].append(first)
             for _ in range(repeat - 1):
                 for index in members:
-                    samples[index].append(
-                        _repetition(cases[index].function, calls[index]) / calls[index])
-    results = [
-        Result(case.kernel, case.dtype, case.size, case.implementation,
-               float(np.median(case_samples)), repeat, case_calls, case.bytes_moved, case.note,
-               case.flops)
-        for case, case_calls, case_samples in zip(cases, calls, samples, strict=True)
-    ]
+                    case, share = cases[index], shares[index]
+                    function = case.function if share is None else share.function
+                    with thread_count(case.threads):
+                        samples[index].append(_repetition(function, calls[index]) / calls[index])
+    results = [_result(case, share, case_calls, case_samples)
+               for case, share, case_calls, case_samples
+               in zip(cases, shares, calls, samples, strict=True)]
     fill_ratios(results)
     return results
+
+
+def _result(case: Case, share: Reduced | None, calls: int, samples: list[float]) -> Result:
+    """The median and interquartile range of ``samples``, scaled up for a share of the work."""
+    scale = 1.0 if share is None else share.scale
+    first_quartile, median, third_quartile = np.percentile(samples, [25, 50, 75]) * scale
+    note = "; ".join(filter(None, (case.note, share and share.note)))
+    return Result(case.kernel, case.dtype, case.size, case.implementation, float(median),
+                  len(samples), calls, case.bytes_moved, note, case.flops, shape=case.shape,
+                  iqr_s=float(third_quartile - first_quartile), scale=scale,
+                  threads=case.threads)
 
 
 _Grouped = TypeVar("_Grouped", "Case", "Result")
@@ -679,37 +842,312 @@ def fill_ratios(results: Sequence[Result]) -> None:
                 result.copy_ratio = result.median_s / copy.median_s
 
 
-def _format_time(seconds: float) -> str:
+def format_time(seconds: float) -> str:
+    """``seconds`` to three significant digits in s, ms, us or ns, as the tables print it."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """A Markdown table: one row per result, grouped as they were timed."""
-    header = ("kernel", "dtype", "N", "implementation", "median", "vs numpy ref",
-              "throughput", "time / copy", "note")
-    rows = [header, tuple("---" for _ in header)]
-    for r in results:
-        rows.append((
-            r.kernel, r.dtype, f"{r.size:,}", r.implementation, _format_time(r.median_s),
-            "" if r.speedup_vs_reference is None else f"{r.speedup_vs_reference:.2f}x",
-            r.throughput(),
-            "" if r.copy_ratio is None else f"{r.copy_ratio:.2f}",
-            r.note,
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        lines.append("| " + " | ".join(cells) + " |")
+def _format_spread(result: Result) -> str:
+    """The interquartile range as a share of the median, ``!`` after it when noisy."""
+    if result.median_s <= 0:
+        return ""
+    return f"{result.iqr_s / result.median_s:.0%}{' !' if result.noisy else ''}"
+
+
+def _is_peer(result: Result) -> bool:
+    """Whether ``result`` is another library's implementation (not fastcalc's, not the copy)."""
+    return not result.implementation.startswith("fastcalc ") and result.implementation != COPY
+
+
+def _fastest_peer(group: Sequence[Result]) -> Result | None:
+    return min((r for r in group if _is_peer(r)), key=lambda r: r.median_s, default=None)
+
+
+def _layout(header: Sequence[Sequence[str]], blocks: Sequence[tuple[str, Sequence[Sequence[str]]]],
+            numeric: Iterable[int]) -> list[str]:
+    """Aligned text columns: header lines, then each block's heading line and its rows.
+
+    Rows are indented under their heading; the columns in ``numeric`` are
+    right-aligned, the others left-aligned; trailing spaces are dropped.
+    """
+    indent = "  "
+    rows = [row for _, block in blocks for row in block]
+    widths = [max(len(row[i]) for row in (*header, *rows)) for i in range(len(header[0]))]
+    widths[0] += len(indent)
+    right = set(numeric)
+
+    def line(cells: Sequence[str], prefix: str = "") -> str:
+        cells = [prefix + cells[0], *cells[1:]]
+        return "  ".join(cell.rjust(width) if i in right else cell.ljust(width)
+                         for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+                         ).rstrip()
+
+    lines = [line(cells) for cells in header]
+    for heading, block in blocks:
+        lines += [heading, *(line(row, indent) for row in block)]
+    return lines
+
+
+def wrap(text: str) -> list[str]:
+    """``text`` in lines of at most ``WIDTH`` characters."""
+    return textwrap.wrap(text, WIDTH, break_on_hyphens=False)
+
+
+def format_table(results: Sequence[Result], *, full: bool = True) -> str:
+    """The results as text: one block per group, at most ``WIDTH`` characters a line.
+
+    A group (kernel, dtype and size) is a heading line and one row per
+    implementation, in the order timed: the median time per call, the
+    spread of the repetitions (their interquartile range as a share of the
+    median, then ``!`` when it is more than ``NOISY_IQR``: a noisy row), the
+    speed-up over the numpy reference and a note (a row timed on a share of
+    the work says which, and that its times were scaled up).  ``full`` adds
+    the throughput (GB/s for elementwise kernels, else GFLOP/s and its share
+    of the measured peak) and the time relative to a memory copy of the same
+    bytes; without it, a group shows only the numpy reference, ``fastcalc
+    auto`` and the fastest peer.  A key to the columns follows the table.
+
+    Parameters
+    ----------
+    results : sequence of Result
+        What :func:`run` returns.
+    full : bool, default True
+        Every row and column, or the compact table.
+
+    Returns
+    -------
+    str
+        The table and its key, lines separated by newlines.
+    """
+    header = ["implementation", "median", "IQR", "vs numpy"]
+    if full:
+        header += ["throughput", "peak", "/ copy"]
+    header.append("note")
+    blocks = []
+    for group in _groups(results).values():
+        shown = group if full else [
+            r for r in group if r.implementation in (REFERENCE, AUTO) or r is _fastest_peer(group)]
+        rows = []
+        for r in shown:
+            speedup = r.speedup_vs_reference
+            row = [r.implementation, format_time(r.median_s), _format_spread(r),
+                   "" if speedup is None else _format_speedup(speedup)]
+            if full:
+                row += [r.throughput(), r.share_of_peak(),
+                        "" if r.copy_ratio is None else f"{r.copy_ratio:.2f}"]
+            rows.append([*row, r.note])
+        blocks.append((group[0].heading, rows))
+    lines = _layout([header], blocks, numeric=range(1, len(header) - 1))
+    repetitions = sorted({r.repetitions for r in results})
+    key = (f"median: time per call, of {' or '.join(map(str, repetitions))} repetitions.  "
+           "IQR: their interquartile range, as a share of the median; ! marks a noisy row, "
+           f"whose IQR is above {NOISY_IQR:.0%} (rerun it, or compare only within its group).  "
+           "vs numpy: speed-up over the numpy reference (fastcalc numpy).")
+    if full:
+        key += ("  peak: share of this machine's peak GFLOP/s, measured by an FMA probe.  "
+                "/ copy: time over a memory copy of the same bytes, an elementwise kernel's "
+                "limit.")
+    if any(r.scale != 1 for r in results):
+        key += ("  scaled: timed on the share of the work its note gives, along a dimension "
+                "the time is linear in, and multiplied up to the full work.")
+    return "\n".join([*lines, "", *wrap(key)])
+
+
+def format_summary(results: Sequence[Result]) -> str:
+    """One line per case: ``fastcalc auto`` against the fastest peer, float32 where timed.
+
+    The peers are the implementations of other libraries (numpy, scipy,
+    torch, JAX, OpenCV...), not the memory copy.  A case is a kernel at one
+    size; of its dtypes the summary shows float32 when it was timed, else
+    the first (and names it).  A line gives both median times (``!`` after a
+    noisy one), the ratio of the peer's time to auto's (above 1: fastcalc is
+    faster) and which is faster, e.g. ``sigmoid N=1,000: auto 1.94 us vs
+    torch.sigmoid 1.33 us: 0.69x, peer faster``.  A line longer than
+    ``WIDTH`` characters goes on over the next.
+
+    Parameters
+    ----------
+    results : sequence of Result
+        What :func:`run` returns.
+
+    Returns
+    -------
+    str
+        A title line and one line per case, separated by newlines.
+    """
+    chosen: dict[tuple[str, int], list[Result]] = {}
+    for group in _groups(results).values():
+        key = (group[0].kernel, group[0].size)
+        if key not in chosen or (group[0].dtype == "float32"
+                                 and chosen[key][0].dtype != "float32"):
+            chosen[key] = group
+    lines = wrap("Summary: fastcalc auto (auto) against the fastest peer timed, float32 unless "
+                 "said; the ratio is the peer's time over auto's (above 1: fastcalc is faster); "
+                 "! marks a noisy time")
+    for group in chosen.values():
+        auto = next((r for r in group if r.implementation == AUTO), None)
+        if auto is None:
+            continue
+        case = " ".join(filter(None, (auto.kernel, auto.shape)))
+        if auto.dtype != "float32":
+            case += f" ({auto.dtype})"
+        peer = _fastest_peer(group)
+        if peer is None:
+            line = f"{case}: auto {_marked_time(auto)}, no peer timed"
+        else:
+            ratio = peer.median_s / auto.median_s
+            faster = "auto faster" if ratio > 1 else "peer faster" if ratio < 1 else "as fast"
+            line = (f"{case}: auto {_marked_time(auto)} vs {peer.implementation} "
+                    f"{_marked_time(peer)}: {ratio:.2f}x, {faster}")
+        lines += textwrap.wrap(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)
 
 
+def _marked_time(result: Result) -> str:
+    return format_time(result.median_s) + (" !" if result.noisy else "")
+
+
 def as_records(results: Sequence[Result]) -> list[dict]:
-    """JSON-ready dictionaries, with GB/s and GFLOP/s included."""
-    return [{**asdict(r), "gb_per_s": r.gb_per_s, "gflop_per_s": r.gflop_per_s} for r in results]
+    """JSON-ready dictionaries, with GB/s, GFLOP/s and the noisy flag included."""
+    return [{**asdict(r), "gb_per_s": r.gb_per_s, "gflop_per_s": r.gflop_per_s,
+             "noisy": r.noisy} for r in results]
+
+
+@contextlib.contextmanager
+def competing_processes(count: int) -> Iterator[list[subprocess.Popen]]:
+    """``count`` CPU-bound processes that compete for the cores while the block runs.
+
+    Each is a Python busy loop (``while True: pass``).  On leaving the block,
+    whatever happened in it (an error, Ctrl-C), each is killed and waited
+    for, so none is left running nor as a zombie.
+
+    Parameters
+    ----------
+    count : int
+        How many to start, e.g. ``fastcalc._dispatch.usable_cores()``: one per
+        core this process may use.  0 starts none.
+
+    Yields
+    ------
+    list of subprocess.Popen
+        The running competitors.
+
+    Examples
+    --------
+    >>> from fastcalc import _bench
+    >>> with _bench.competing_processes(2) as competitors:
+    ...     [competitor.poll() for competitor in competitors]  # None: running
+    [None, None]
+    >>> [competitor.returncode is not None for competitor in competitors]  # killed, reaped
+    [True, True]
+    """
+    competitors: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            # Ctrl-C reaches the competitors too (one process group): no traceback from them.
+            competitors.append(subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                                stdin=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL))
+        yield competitors
+    finally:
+        for competitor in competitors:
+            competitor.kill()
+        for competitor in competitors:
+            competitor.wait()
+
+
+def contention_cases(seed: int = 0) -> list[Case]:
+    """The kernels timed beside competing processes, at the sizes of ``benchmarks/``.
+
+    ``fastcalc auto`` (and ``fastcalc numba`` for the sigmoid) on: sigmoid of
+    2**20 and 2**24 float32 elements, correlate2d of a 2048 x 2048 float32
+    image with a 5 x 5 kernel ("same"), the CNN layer forward + backward
+    (:func:`conv2d_cases`), the RNN forward + backward at (T, B, I, H, O) =
+    (100, 32, 64, 128, 64) and fit_logistic, full batch (``FIT_SIZE``), all
+    in float32; and ``torch.sigmoid`` of the 2**20 elements when torch is
+    installed.  The cases leave ``threads`` unset: run them under
+    :func:`thread_count`, or copy them with ``dataclasses.replace(case,
+    threads=n)``.
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Seed of the random inputs.
+
+    Returns
+    -------
+    list of Case
+        In the order above.
+    """
+    sigmoid = [case for case in activation_cases((1 << 20, 1 << 24), ("float32",), ("sigmoid",),
+                                                 seed)
+               if case.implementation in (AUTO, "fastcalc numba")
+               or (case.implementation == "torch.sigmoid" and case.size == 1 << 20)]
+    training = [case for case in (*conv2d_cases(dtypes=("float32",), seed=seed),
+                                  *rnn_cases(RNN_SIZES[:1], ("float32",), seed))
+                if "forward+backward" in case.kernel]
+    others = [*convolution_cases((2048,), ("float32",), (5,), seed=seed), *training,
+              *fit_cases(dtypes=("float32",), batch_sizes=(None,), seed=seed)]
+    return sigmoid + [case for case in others if case.implementation == AUTO]
+
+
+CONTENDED_RATIO = 1.5  # default threads slower than one thread by this much on busy cores: flagged
+
+
+def format_contention(idle: Sequence[Result], contended: Sequence[Result]) -> str:
+    """The same cases idle and contended, each on several thread counts, side by side.
+
+    One block per group, one row per implementation: its median time per
+    call and the spread (interquartile range as a share of the median, ``!``
+    when noisy) on each thread count, idle then contended, and the ratio of
+    the contended times on the most threads and on one thread, ``*`` when it
+    is above ``CONTENDED_RATIO``: there the threads hurt.  At most ``WIDTH``
+    characters a line.
+
+    Parameters
+    ----------
+    idle, contended : sequence of Result
+        :func:`run`'s results of the same cases, each case once per thread
+        count (``Case.threads``).
+
+    Returns
+    -------
+    str
+        The table and its key, lines separated by newlines.
+    """
+    counts = sorted({r.threads for r in idle}, reverse=True)
+    header = [["", *(["idle"] + [""] * (len(counts) - 1)),
+               *(["contended"] + [""] * (len(counts) - 1)), "contended"],
+              ["implementation", *(_thread_label(n) for n in counts * 2),
+               f"{counts[0]} / {counts[-1]}"]]
+    timed = {(state, r.kernel, r.dtype, r.size, r.implementation, r.threads): r
+             for state, results in (("idle", idle), ("contended", contended)) for r in results}
+    blocks = []
+    for group in _groups(contended).values():
+        rows = []
+        for r in (r for r in group if r.threads == counts[0]):
+            times = {(state, n): timed[state, r.kernel, r.dtype, r.size, r.implementation, n]
+                     for state in ("idle", "contended") for n in counts}
+            ratio = times["contended", counts[0]].median_s / times["contended", counts[-1]].median_s
+            rows.append([r.implementation,
+                         *(f"{format_time(result.median_s)} {_format_spread(result)}"
+                           for result in times.values()),
+                         f"{ratio:.2f}x{' *' if ratio > CONTENDED_RATIO else ''}"])
+        blocks.append((group[0].heading, rows))
+    lines = _layout(header, blocks, numeric=range(1, len(header[0])))
+    key = (f"Median time per call and, after it, the interquartile range of the repetitions as "
+           f"a share of the median (! above {NOISY_IQR:.0%}: noisy).  Last column: the "
+           f"contended time on {_thread_label(counts[0])} over that on "
+           f"{_thread_label(counts[-1])}; * above {CONTENDED_RATIO}: the threads hurt when "
+           "other processes want the cores.")
+    return "\n".join([*lines, "", *wrap(key)])
+
+
+def _thread_label(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
 
 
 # Bar colours: fastcalc's own implementations in cool colours, its peers in warm ones
