@@ -5,72 +5,36 @@ default thread count and on one thread, first on an idle machine, then with
 one CPU-bound competing process per usable core (the ``machine`` fixture
 starts them and stops them after): one group per kernel and state, so the
 ratios a user meets in a pipeline (default threads over one thread, when
-other work shares the cores) stand side by side.  torch, when installed, is
-timed the same way (``torch.set_num_threads``).
+other work shares the cores) stand side by side.  ``fastcalc bench
+--contended`` times the same cases the same way, in a table.
 
-Kernels: sigmoid on 2**20 and 2**24 float32 (auto, and numba), correlate2d
-2048x2048 5x5 "same" float32, the CNN layer forward + backward, the RNN
-forward + backward, and fit_logistic (full batch), at the sizes of the other
-benchmark files.
+Kernels (``fastcalc._bench.contention_cases``): sigmoid on 2**20 and 2**24
+float32 (auto, and numba; torch.sigmoid on 2**20 when torch is installed,
+its threads set as fastcalc's), correlate2d 2048x2048 5x5 "same" float32, the
+CNN layer forward + backward, the RNN forward + backward, and fit_logistic
+(full batch), at the sizes of the other benchmark files.
+
+The same calls made by 8 Python threads of a pool at once are timed against
+the same 8 calls made one after another (``test_eight_callers``), idle.
 """
 
 import concurrent.futures
-import functools
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 
-import fastcalc
 from fastcalc import _bench, _dispatch
 
 STATES = ("idle", "contended")
-rng = np.random.default_rng(0)
-X20, X24 = (rng.standard_normal(n).astype(np.float32) for n in (2**20, 2**24))
-IMAGE = rng.standard_normal((2048, 2048)).astype(np.float32)
-KERNEL = rng.standard_normal((5, 5)).astype(np.float32)
-
-
-def _cases():
-    """``{kernel: function}``, every function a call of fastcalc at the current thread count."""
-    cases = {
-        "sigmoid 2**20 float32 auto": functools.partial(fastcalc.sigmoid, X20),
-        "sigmoid 2**20 float32 numba": functools.partial(fastcalc.sigmoid, X20, backend="numba"),
-        "sigmoid 2**24 float32 auto": functools.partial(fastcalc.sigmoid, X24),
-        "sigmoid 2**24 float32 numba": functools.partial(fastcalc.sigmoid, X24, backend="numba"),
-        "correlate2d 2048x2048 5x5 same float32": functools.partial(
-            fastcalc.correlate2d, IMAGE, KERNEL, "same"),
-    }
-    picks = (("conv2d forward+backward", _bench.conv2d_cases()),
-             ("rnn forward+backward", _bench.rnn_cases(sizes=_bench.RNN_SIZES[:1],
-                                                       dtypes=("float32",))),
-             ("fit_logistic", _bench.fit_cases(dtypes=("float32",), batch_sizes=(None,))))
-    for kernel, found in picks:
-        case = next(case for case in found if case.kernel.startswith(kernel)
-                    and case.implementation == "fastcalc auto")
-        cases[f"{case.kernel} {case.dtype}"] = case.function
-    if "numba" not in fastcalc.available_backends():
-        cases = {name: call for name, call in cases.items() if "numba" not in name}
-    return cases
-
-
-CASES = _cases()
+CASES = {f"{case.heading} {case.implementation}": case.function
+         for case in _bench.contention_cases()}
 
 
 @pytest.fixture(scope="module", params=STATES)
 def machine(request):
     """The state of the machine: idle, or one spinning process per usable core."""
-    competitors = []
-    if request.param == "contended":
-        competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                       for _ in range(_dispatch.usable_cores())]
-    try:
+    count = _dispatch.usable_cores() if request.param == "contended" else 0
+    with _bench.competing_processes(count):
         yield request.param
-    finally:
-        for competitor in competitors:
-            competitor.kill()
-            competitor.wait()
 
 
 # The thread counts compared: fastcalc's default here, and one.
@@ -79,29 +43,11 @@ THREADS = {"default threads": _dispatch.thread_setting(), "1 thread": 1}
 
 @pytest.mark.parametrize("threads", sorted(THREADS))
 @pytest.mark.parametrize("kernel", sorted(CASES))
-def test_fastcalc(benchmark, machine, kernel, threads):
+def test_threads(benchmark, machine, kernel, threads):
     benchmark.group = f"{kernel}, {machine}"
     benchmark.extra_info.update(machine=machine, threads=THREADS[threads])
-    setting = _dispatch.thread_setting()
-    fastcalc.set_num_threads(THREADS[threads])
-    try:
+    with _bench.thread_count(THREADS[threads]):
         benchmark(CASES[kernel])
-    finally:
-        fastcalc.set_num_threads(setting)
-
-
-@pytest.mark.parametrize("threads", sorted(THREADS))
-def test_torch_sigmoid(benchmark, machine, threads):
-    torch = pytest.importorskip("torch")
-    benchmark.group = f"sigmoid 2**20 float32 torch, {machine}"
-    count = THREADS[threads]
-    benchmark.extra_info.update(machine=machine, threads=count)
-    setting = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        benchmark(torch.sigmoid, torch.from_numpy(X20))
-    finally:
-        torch.set_num_threads(setting)
 
 
 CALLERS = 8
