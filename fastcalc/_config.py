@@ -52,7 +52,10 @@ def config() -> dict[str, object]:
         import numba
 
         info["numba"] = numba.__version__
-        info["numba_threading_layer"] = numba.threading_layer()
+        try:
+            info["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:  # none could be loaded: Numba says why on a parallel call
+            info["numba_threading_layer"] = "none loaded"
     if status["cython"] is None:
         module = _cython.load("activations")
         info["cython_isa"] = _cython.selected_isa()

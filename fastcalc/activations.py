@@ -23,8 +23,8 @@ _SECONDS_PER_ELEMENT_COMPILED = 4e-9
 _SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
 _REFERENCE = "fastcalc.reference.activations"
 # No kernel starts threads for fewer elements (the PARALLEL_MIN_SIZE of the
-# Cython and Numba modules): smaller calls take no thread lease, which would
-# cost a twentieth of a 1000-element sigmoid.
+# Cython and Numba modules): smaller calls take no thread lease, whose lock and
+# context manager would weigh on calls of a microsecond or two.
 _THREADED_FROM = 1 << 15
 
 

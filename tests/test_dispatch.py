@@ -443,7 +443,8 @@ _IDLE_CPU = """
     time.sleep(1.0)  # no kernel runs: what the idle threads burn
     print(time.process_time() - start)
     print(any(name in os.environ for name in _dispatch._WAITS))
-    child = "import os; print(any(name in os.environ for name in ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']))"
+    child = ("import os; "
+             "print(any(name in os.environ for name in ['OMP_WAIT_POLICY', 'GOMP_SPINCOUNT']))")
     print(subprocess.run([sys.executable, "-c", child], capture_output=True,
                          text=True).stdout.strip())
     print(*sorted(_dispatch.openmp_waits.values()), sep="|")

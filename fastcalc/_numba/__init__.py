@@ -65,6 +65,7 @@ def _has_disk_cache() -> bool:
 # Whether the compiled kernels are cached on disk (``fastcalc warmup`` checks).
 DISK_CACHE = _has_disk_cache()
 
+
 def _start_threading_layer() -> None:
     """Start Numba's threading layer now, so that its OpenMP runtime waits briefly.
 
