@@ -15,7 +15,8 @@ CNN layer forward + backward, the RNN forward + backward, and fit_logistic
 (full batch), at the sizes of the other benchmark files.
 
 The same calls made by 8 Python threads of a pool at once are timed against
-the same 8 calls made one after another (``test_eight_callers``), idle.
+the same 8 calls made one after another (``test_eight_callers``), in both
+states.
 """
 
 import concurrent.futures
@@ -74,10 +75,10 @@ def _one_after_another(pool, call):
 
 @pytest.mark.parametrize("how", ("concurrent", "serial"))
 @pytest.mark.parametrize("kernel", sorted(CASES))
-def test_eight_callers(benchmark, callers, kernel, how):
+def test_eight_callers(benchmark, machine, callers, kernel, how):
     """8 calls from 8 Python threads at once vs one after another, at the default threads:
     fastcalc's thread budget keeps the first from oversubscribing the cores."""
-    benchmark.group = f"{kernel}, {CALLERS} calls"
-    benchmark.extra_info.update(callers=how)
+    benchmark.group = f"{kernel}, {CALLERS} calls, {machine}"
+    benchmark.extra_info.update(machine=machine, callers=how)
     run = _concurrently if how == "concurrent" else _one_after_another
     benchmark(run, callers, CASES[kernel])

@@ -32,11 +32,11 @@ __all__ = [
     "get_backend",
     "get_num_threads",
     "kernel",
+    "kernel_threads",
     "openmp_waits",
     "set_backend",
     "set_num_threads",
     "short_openmp_waits",
-    "thread_lease",
     "thread_setting",
     "usable_cores",
     "use_backend",
@@ -390,7 +390,7 @@ def _default_num_threads() -> int:
 MAX_KERNEL_THREADS = max(256, os.cpu_count() or 1)
 
 _num_threads = _default_num_threads()
-# The budget thread_lease hands out: _num_threads capped, kept here
+# What kernel_threads hands the kernels: _num_threads capped, kept here
 # because it is read on every call.
 _kernel_thread_count = min(_num_threads, MAX_KERNEL_THREADS)
 _threads_used = False
@@ -507,40 +507,16 @@ def thread_setting() -> int:
     return _num_threads
 
 
-# Threads handed to kernel calls in progress, in every Python thread: the
-# process's budget is _kernel_thread_count.
-_threads_in_use = 0
-_budget_lock = threading.Lock()
+def kernel_threads() -> int:
+    """The thread count to hand a kernel now; records that threads may start.
 
-
-@contextlib.contextmanager
-def thread_lease() -> Iterator[int]:
-    """The threads one kernel call may run on, taken from the process's budget.
-
-    The budget is :func:`set_num_threads`'s count (capped by an OpenMP limit
-    such as ``threadpoolctl.threadpool_limits`` sets, see :func:`get_num_threads`),
-    shared by every Python thread: a call gets what the calls in progress
-    leave, and at least one thread, its caller's own.  So 8 Python threads
-    calling kernels at once (a thread pool, Dask's threaded scheduler, a web
-    server) run on the usable cores plus their own threads, not 8 times the
-    cores.  The threads go back to the budget when the block ends.
-
-    Yields
-    ------
-    int
-        The thread count to pass the kernel.
+    :func:`set_num_threads`'s count, capped by the calling thread's OpenMP
+    limit where something lowered it (``threadpoolctl.threadpool_limits``,
+    see :func:`get_num_threads`).
     """
-    global _threads_used, _threads_in_use
+    global _threads_used
     _threads_used = True
-    wanted = min(_kernel_thread_count, _openmp_limit())
-    with _budget_lock:
-        granted = max(1, min(wanted, _kernel_thread_count - _threads_in_use))
-        _threads_in_use += granted
-    try:
-        yield granted
-    finally:
-        with _budget_lock:
-            _threads_in_use -= granted
+    return min(_kernel_thread_count, _openmp_limit())
 
 
 # The OpenMP runtime of the Cython kernels, once they are loaded (False: none
@@ -583,13 +559,9 @@ def _after_fork_in_child() -> None:
     # child).  Like PyTorch, a forked child of such a process runs the kernels
     # on one thread.  A lock some other thread of the parent held at the fork
     # stays held forever in the child: start with a fresh one.
-    global _forked_after_threads, _kernel_thread_count, _lock, _budget_lock, _threads_in_use
-    global _waits_lock
+    global _forked_after_threads, _kernel_thread_count, _lock, _waits_lock
     _lock = threading.Lock()
     _waits_lock = threading.RLock()
-    # Calls other threads of the parent were making never end here.
-    _budget_lock = threading.Lock()
-    _threads_in_use = 0
     if _threads_used:
         _forked_after_threads = True
         _kernel_thread_count = 1

@@ -23,8 +23,8 @@ _SECONDS_PER_ELEMENT_COMPILED = 4e-9
 _SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
 _REFERENCE = "fastcalc.reference.activations"
 # No kernel starts threads for fewer elements (the PARALLEL_MIN_SIZE of the
-# Cython and Numba modules): smaller calls take no thread lease, whose lock and
-# context manager would weigh on calls of a microsecond or two.
+# Cython and Numba modules): smaller calls are handed one thread without
+# asking the OpenMP runtime for its limit.
 _THREADED_FROM = 1 << 15
 
 
@@ -39,11 +39,8 @@ def _run(name: str, x, out, backend, sliceable: bool = True):
             seconds = _SECONDS_PER_ELEMENT_COMPILED if compiled else _SECONDS_PER_ELEMENT
             return _run_in_slices(name, x, out, backend, seconds)
         operands = _validate.elementwise(x, out)
-    if operands[0].size < _THREADED_FROM:
-        kernel(operands[0], operands[1], 1)
-    else:
-        with _dispatch.thread_lease() as threads:
-            kernel(operands[0], operands[1], threads)
+    threads = 1 if operands[0].size < _THREADED_FROM else _dispatch.kernel_threads()
+    kernel(operands[0], operands[1], threads)
     return _validate.finish(operands)
 
 

@@ -231,15 +231,14 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
     # The direct kernel, and the time it takes per tap to slice long calls by.
     direct = (_dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER),
               _dispatch.kernel("convolution", "CORRELATE_SECONDS_PER_TAP", backend, _AUTO_ORDER))
+    threads = _dispatch.kernel_threads()
     if result.size and (method == "fft"
                         or (method == "auto" and kh * kw >= FFT_MIN_TAPS[compute])):
-        with _dispatch.thread_lease() as threads:
-            _correlate_fft(images, weights, padding, (top, left), fill, result, direct, threads)
+        _correlate_fft(images, weights, padding, (top, left), fill, result, direct, threads)
     elif result.size:
         if padding != "constant":  # the kernels pad with a constant on the fly
             images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
-        with _dispatch.thread_lease() as threads:
-            _correlate_direct(*direct, images, weights, result, top, left, fill, threads)
+        _correlate_direct(*direct, images, weights, result, top, left, fill, threads)
     if target is not None:
         return out
     if reversed_result:
@@ -527,15 +526,14 @@ def conv2d(
     layer = _Layer(x, weight, bias, stride, padding)
     out = np.empty(layer.out_shape, layer.compute)
     kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
+    threads = _dispatch.kernel_threads()
 
     def run(start, stop):
         kernel(layer.x[start:stop], layer.weight, layer.bias, out[start:stop], layer.stride,
                (1, 1), layer.padding, threads)
 
     if out.size:
-        with _dispatch.thread_lease() as threads:
-            _slices.run_in_slices(run, len(out),
-                                  _seconds_per_image(layer, backend, out.shape[2:]))
+        _slices.run_in_slices(run, len(out), _seconds_per_image(layer, backend, out.shape[2:]))
     return out.astype(layer.result_dtype, copy=False)
 
 
@@ -595,16 +593,16 @@ def conv2d_backward(
     layer = _Layer(x, weight, None, stride, padding, grad_out)
     gradient = layer.grad_out
     grad_x = np.empty(layer.x.shape, layer.compute)
-    with _dispatch.thread_lease() as threads:
-        if grad_x.size and gradient.size:
-            run, seconds = _input_gradient(layer, backend, grad_x, threads)
-            _slices.run_in_slices(run, len(grad_x), seconds)
-        else:
-            grad_x[...] = 0
-        if layer.weight.size and gradient.size:
-            grad_weight = _weight_gradient(layer, backend, threads)
-        else:
-            grad_weight = np.zeros(layer.weight.shape, layer.compute)
+    threads = _dispatch.kernel_threads()
+    if grad_x.size and gradient.size:
+        run, seconds = _input_gradient(layer, backend, grad_x, threads)
+        _slices.run_in_slices(run, len(grad_x), seconds)
+    else:
+        grad_x[...] = 0
+    if layer.weight.size and gradient.size:
+        grad_weight = _weight_gradient(layer, backend, threads)
+    else:
+        grad_weight = np.zeros(layer.weight.shape, layer.compute)
     grad_bias = gradient.sum(axis=(0, 2, 3))
     dtype = layer.result_dtype
     return (grad_x.astype(dtype, copy=False), grad_weight.astype(dtype, copy=False),

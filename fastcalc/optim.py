@@ -474,6 +474,7 @@ def gradient_descent(
     if auto and not _compiling_pays(grad, x.size, n_iter):
         chosen = "numpy"
     kernel = _dispatch.kernel("optim", "gradient_descent", chosen, _DESCENT_AUTO_ORDER)
+    threads = _dispatch.kernel_threads()
 
     def run(kernel, lo, hi, t0, t1):
         """Steps t0..t1-1 of problems lo..hi-1, from where the previous tile left them."""
@@ -503,25 +504,23 @@ def gradient_descent(
             velocity[:] = 0
             descend(_dispatch.kernel("optim", "gradient_descent", backend, ()))
 
-        with _dispatch.thread_lease() as threads:
+        try:
+            descend(kernel)
+        except GradCompileError as error:
+            if not auto:
+                raise
+            warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
+                          stacklevel=2)
+            descend_again("numpy")
+        except Exception as error:
+            # Under auto a small call ran on numpy, which calls grad on the whole batch:
+            # a grad of one point that does not broadcast is compiled by Numba after all.
+            if not auto or chosen != "numpy" or "numba" not in _dispatch.available_backends():
+                raise
             try:
-                descend(kernel)
-            except GradCompileError as error:
-                if not auto:
-                    raise
-                warnings.warn(f"{error}; running backend='numpy' instead", RuntimeWarning,
-                              stacklevel=2)
-                descend_again("numpy")
-            except Exception as error:
-                # Under auto a small call ran on numpy, which calls grad on the whole batch:
-                # a grad of one point that does not broadcast is compiled by Numba after all.
-                if (not auto or chosen != "numpy"
-                        or "numba" not in _dispatch.available_backends()):
-                    raise
-                try:
-                    descend_again("numba")
-                except GradCompileError:
-                    raise error from None
+                descend_again("numba")
+            except GradCompileError:
+                raise error from None
     # Without tol the kernels' converged says whether x is finite.
     finite = converged if tol is None else np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
     _warn_diverged("gradient_descent", finite)
@@ -637,6 +636,7 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
         scales[1:] /= np.arange(1, batch + 1)
 
     kernel = _dispatch.kernel("optim", "fit", backend, _FIT_AUTO_ORDER)
+    threads = _dispatch.kernel_threads()
 
     def run(lo, hi, t0, t1):
         """Steps t0..t1-1 (t0 at an epoch's start) of problems lo..hi-1, from their coef."""
@@ -649,14 +649,12 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
 
     seconds = _FIT_SECONDS_PER_ROW_FEATURE * batch * max(D, 1)  # a problem-step
     # numpy steps in Python, which takes Ctrl-C between two numpy operations.
-    with _dispatch.thread_lease() as threads:
-        if kernel is _reference.fit or P * n_iter * seconds < 2 * _slices.SLICE_SECONDS:
-            if P:  # small calls: one kernel call
-                kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
-                       fit_intercept, order, batch, losses, threads)
-        else:
-            _run_tiles(run, P, n_iter, seconds=seconds,
-                       align=per_epoch if order.shape[0] else 1)
+    if kernel is _reference.fit or P * n_iter * seconds < 2 * _slices.SLICE_SECONDS:
+        if P:  # small calls: one kernel call
+            kernel(X3, y2, coef, intercept, lr, n_iter, loss_code, float(l2), scales,
+                   fit_intercept, order, batch, losses, threads)
+    else:
+        _run_tiles(run, P, n_iter, seconds=seconds, align=per_epoch if order.shape[0] else 1)
     converged = np.isfinite(coef).all(axis=1) & np.isfinite(intercept)
     if n_iter:
         converged &= np.isfinite(losses[:, -1])

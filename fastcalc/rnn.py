@@ -140,13 +140,13 @@ def rnn_forward(
     y = np.empty((T, B, args.O), compute)
     kernel = _dispatch.kernel("rnn", "rnn_forward", backend, _AUTO_ORDER)
     if h.size or y.size:  # else nothing to compute, however long the steps
+        threads = _dispatch.kernel_threads()
 
         def run(start, stop):
             kernel(args.x, args.h0, args.Wxh, args.Whh, args.Why, args.bh, args.by, h, y,
                    start, stop, threads)
 
-        with _dispatch.thread_lease() as threads:
-            _run_in_slices(run, B, args.seconds_per_sequence, backend)
+        _run_in_slices(run, B, args.seconds_per_sequence, backend)
     if args.as_given:
         return h, y
     return args.deliver(h), args.deliver(y)
@@ -247,6 +247,7 @@ def rnn_backward(
     dby = np.zeros(args.O, compute)
     kernel = _dispatch.kernel("rnn", "rnn_backward", backend, _AUTO_ORDER)
     if T and B and (I or args.H or args.O):  # else nothing to compute, however long
+        threads = _dispatch.kernel_threads()
 
         def run(start, stop):
             # Clipped once, when the last slice has added its share.
@@ -254,8 +255,7 @@ def rnn_backward(
                    args.dh_last, limit if stop == B else math.inf, dx, dh0, dWxh, dWhh, dbh,
                    dWhy, dby, start, stop, threads)
 
-        with _dispatch.thread_lease() as threads:
-            _run_in_slices(run, B, 2 * args.seconds_per_sequence, backend)
+        _run_in_slices(run, B, 2 * args.seconds_per_sequence, backend)
     else:
         # No step: the loss does not depend on the parameters; dL/dh0 is what
         # reaches the final state directly.

@@ -339,8 +339,8 @@ def test_one_and_two_threads_agree(backend):
     np.testing.assert_array_equal(fastcalc.sigmoid(x, backend=backend), one)
 
 
-def test_calls_below_the_lease_size_start_no_thread_anywhere():
-    """Calls of fewer than activations._THREADED_FROM elements take no thread lease: no
+def test_calls_handed_one_thread_would_start_none_anyway():
+    """Calls of fewer than activations._THREADED_FROM elements are handed one thread: no
     compiled kernel may run them on threads."""
     modules = kernel_modules("activations")
     assert modules  # at least one compiled backend

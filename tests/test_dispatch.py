@@ -388,8 +388,7 @@ def test_a_huge_thread_count_is_kept_and_capped_for_the_kernels(backend, n):
     """set_num_threads(2**31) made every Cython call raise OverflowError (its C int)."""
     fastcalc.set_num_threads(n)
     assert _dispatch.thread_setting() == n
-    with _dispatch.thread_lease() as threads:
-        assert threads == _dispatch.MAX_KERNEL_THREADS
+    assert _dispatch.kernel_threads() == _dispatch.MAX_KERNEL_THREADS
     assert 1 <= fastcalc.get_num_threads(backend) <= _dispatch.MAX_KERNEL_THREADS
     x = np.linspace(-5, 5, 1000)  # serial: this test starts no thread
     np.testing.assert_allclose(fastcalc.sigmoid(x, backend=backend),
@@ -508,31 +507,3 @@ def test_threadpoolctl_sees_and_limits_fastcalcs_threads():
     assert listed == "True"  # visible: the runtime fastcalc's kernels run on
     assert set(limited.split()) == {"1"} and started_limited == "0"  # limited
     assert set(free.split()) == {str(_dispatch.usable_cores())} and int(started_free) >= 1
-
-
-def test_a_thread_lease_shares_the_budget_between_callers():
-    """8 Python threads each starting every core's worth of threads oversubscribed the cores."""
-    setting = _dispatch.thread_setting()
-    fastcalc.set_num_threads(3)
-    seen, taken, done = [], threading.Event(), threading.Event()
-
-    def other_caller():
-        with _dispatch.thread_lease() as threads:
-            seen.append(threads)
-            taken.set()
-            done.wait(600)
-
-    try:
-        with _dispatch.thread_lease() as first:
-            with _dispatch.thread_lease() as nested:
-                other = threading.Thread(target=other_caller)
-                other.start()
-                taken.wait(600)
-                done.set()
-                other.join()
-            assert (first, nested, seen) == (3, 1, [1])
-        with _dispatch.thread_lease() as again:
-            assert again == 3
-    finally:
-        fastcalc.set_num_threads(setting)
-    assert _dispatch._threads_in_use == 0

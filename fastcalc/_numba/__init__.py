@@ -1,5 +1,6 @@
 """Numba implementations of fastcalc's kernels (imported lazily by the dispatcher)."""
 
+import contextlib
 import os
 import threading
 import warnings
@@ -66,13 +67,14 @@ def _has_disk_cache() -> bool:
 DISK_CACHE = _has_disk_cache()
 
 
-def _start_threading_layer() -> None:
+def _start_threading_layer() -> str | None:
     """Start Numba's threading layer now, so that its OpenMP runtime waits briefly.
 
     Numba loads the layer on its first parallel call; the "omp" layer's
     runtime reads its wait policy then (see
     :func:`fastcalc._dispatch.short_openmp_waits`).  The "tbb" and
-    "workqueue" layers are not OpenMP.
+    "workqueue" layers are not OpenMP.  Returns the layer's name (None if
+    none loads).
     """
     from numba.np.ufunc import parallel
 
@@ -94,26 +96,27 @@ def _start_threading_layer() -> None:
         launcher.start()
         launcher.join()
     if failed:
-        return
+        return None
     layer = numba.threading_layer()
     if layer != "omp":
         _dispatch.openmp_waits["numba"] = f"the {layer} threading layer (not OpenMP)"
+    return layer
 
 
-_start_threading_layer()
-
-# Parallel kernels run one at a time, each on all the threads it asked for:
-# that is as fast as running them side by side on a machine's cores, and safe
-# under every Numba threading layer (the "workqueue" layer aborts the process
-# on concurrent launches).
-_launch_lock = threading.Lock()
+# The "workqueue" layer aborts the process on concurrent launches: there,
+# parallel kernels run one at a time.  The "omp" and "tbb" layers take
+# launches from several threads at once, which 8 Python threads calling a
+# kernel need (run one at a time, their calls took 1.54x the time of the same
+# calls made in a row, against 0.97-1.18x for the Cython kernels).
+_launch_lock = None if _start_threading_layer() in ("omp", "tbb") else threading.Lock()
 
 
 def _new_launch_lock() -> None:
     # A launch another thread of the parent was in at fork time never ends in
     # the child: its lock would stay held forever.
     global _launch_lock
-    _launch_lock = threading.Lock()
+    if _launch_lock is not None:
+        _launch_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -126,7 +129,7 @@ def parallel_call(kernel, num_threads, *args):
     Numba's thread count is per calling thread; it is set for this call and
     restored, so the caller's own Numba setting is left as it was.
     """
-    with _launch_lock:
+    with _launch_lock or contextlib.nullcontext():
         previous = numba.get_num_threads()
         numba.set_num_threads(min(num_threads, numba.config.NUMBA_NUM_THREADS))
         try:
