@@ -2,12 +2,16 @@
 
 Usage::
 
-    pytest benchmarks/bench_auto.py --benchmark-json=auto.json
-    python tools/auto_ratios.py auto.json [--limit 1.2]
+    pytest benchmarks/bench_auto.py --benchmark-json=auto1.json
+    pytest benchmarks/bench_auto.py --benchmark-json=auto2.json
+    python tools/auto_ratios.py auto1.json auto2.json [--limit 1.2]
 
 Prints one line per group: auto's median, the fastest other member and its
 median, their ratio and auto's interquartile range; a ratio above
-``--limit`` is flagged with ``!``.  Exits 1 if any group is flagged.
+``--limit`` is flagged with ``!``.  Exits 1 if any group is flagged.  With
+several runs, each member's time is the lowest of its medians: pytest-benchmark
+times the members of a group one after another, and on a shared machine a slow
+phase can fall on any one of them in a run.
 """
 
 from __future__ import annotations
@@ -27,15 +31,19 @@ def _format(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", help="pytest-benchmark's --benchmark-json output")
+    parser.add_argument("json", nargs="+", help="pytest-benchmark's --benchmark-json outputs")
     parser.add_argument("--limit", type=float, default=1.2,
                         help="flag groups where auto takes more than this times the best")
     args = parser.parse_args(argv)
-    with open(args.json) as handle:
-        benchmarks = json.load(handle)["benchmarks"]
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
-    for entry in benchmarks:
-        groups[entry["group"]][entry["extra_info"]["member"]] = entry["stats"]
+    for path in args.json:
+        with open(path) as handle:
+            benchmarks = json.load(handle)["benchmarks"]
+        for entry in benchmarks:
+            members = groups[entry["group"]]
+            member, stats = entry["extra_info"]["member"], entry["stats"]
+            if member not in members or stats["median"] < members[member]["median"]:
+                members[member] = stats
     flagged = 0
     width = max(map(len, groups))
     for group, members in groups.items():
