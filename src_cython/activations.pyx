@@ -33,6 +33,7 @@ def openmp_max_threads():
     """
     return fastcalc_openmp_max_threads()
 
+
 # Elements per parallel task: large enough to amortize scheduling, small
 # enough to balance the threads.
 cdef Py_ssize_t _BLOCK = 1 << 14

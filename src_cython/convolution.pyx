@@ -418,8 +418,8 @@ cdef void _correlate(
     # In chunks taken as threads come free, 16 per thread: when another process
     # holds one thread's core, the other threads take its rows instead of
     # waiting for it.  Chunks of 32 and more pairs keep the rows that
-    # consecutive pairs share in cache (chunks of 4 cost an idle 3x3 on
-    # 2048x2048 a third more time).
+    # consecutive pairs share in cache (chunks of 4 made an idle 3x3 on
+    # 2048x2048 take 1.6x as long).
     chunk = max(4, pairs // (16 * num_threads))
     for pair in prange(pairs, num_threads=num_threads, schedule="dynamic", chunksize=chunk):
         _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
