@@ -85,35 +85,35 @@ def _conv2d_groups():
     return groups
 
 
-def _rnn_groups():
+def _fastcalc_groups(cases, backends):
+    """``{group: {backend: function}}`` of the ``fastcalc <backend>`` members of ``cases``
+    (their peers, torch or JAX, are not fastcalc's choices)."""
     groups = {}
-    for size in ((4, 1, 2, 3, 2), (20, 8, 16, 32, 8), (100, 32, 64, 128, 64)):
-        for case in _bench.rnn_cases(sizes=(size,), dtypes=("float32",)):
-            backend = case.implementation.removeprefix("fastcalc ")
-            if "backward" in case.kernel and backend in ("auto", *COMPILED):
-                groups.setdefault(f"{case.kernel} float32", {})[backend] = case.function
+    for case in cases:
+        backend = case.implementation.removeprefix("fastcalc ")
+        if case.implementation.startswith("fastcalc ") and backend in backends:
+            groups.setdefault(f"{case.kernel} {case.dtype}", {})[backend] = case.function
     return groups
+
+
+def _rnn_groups():
+    sizes = ((4, 1, 2, 3, 2), (20, 8, 16, 32, 8), (100, 32, 64, 128, 64))
+    cases = [case for case in _bench.rnn_cases(sizes=sizes, dtypes=("float32",))
+             if "backward" in case.kernel]
+    return _fastcalc_groups(cases, ("auto", *COMPILED))
 
 
 def _fit_groups():
-    groups = {}
-    for problems in (1, 100, 1000):
-        for batch_size in (None, 32):
-            for case in _bench.fit_cases((problems, 256, 8, 100), dtypes=("float32",),
-                                         batch_sizes=(batch_size,)):
-                backend = case.implementation.removeprefix("fastcalc ")
-                if backend in ("auto", *COMPILED):
-                    groups.setdefault(f"{case.kernel} float32", {})[backend] = case.function
-    return groups
+    cases = [case for problems in (1, 100, 1000) for batch_size in (None, 32)
+             for case in _bench.fit_cases((problems, 256, 8, 100), dtypes=("float32",),
+                                          batch_sizes=(batch_size,))]
+    return _fastcalc_groups(cases, ("auto", *COMPILED))
 
 
 def _descent_groups():
-    groups = {}
-    for problems in (1, 1000, 10**6):
-        for case in _bench.descent_cases(problems=problems):
-            backend = case.implementation.removeprefix("fastcalc ")
-            groups.setdefault(f"{case.kernel} float64", {})[backend] = case.function
-    return groups
+    cases = [case for problems in (1, 1000, 10**6)
+             for case in _bench.descent_cases(problems=problems)]
+    return _fastcalc_groups(cases, ("auto", "numba", "numpy"))  # grads run on numpy too
 
 
 GROUPS = {**_activation_groups(), **_correlate_groups(), **_conv2d_groups(), **_rnn_groups(),

@@ -21,12 +21,7 @@ import json
 import sys
 from collections import defaultdict
 
-
-def _format(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+from fastcalc._bench import format_time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = auto["median"] / stats["median"]
         flag = "!" if ratio > args.limit else " "
         flagged += flag == "!"
-        print(f"{flag} {group:<{width}}  auto {_format(auto['median']):>9} "
-              f"(IQR {_format(auto['iqr']):>8})  best {best:<13} {_format(stats['median']):>9}"
-              f"  {ratio:.2f}x")
+        print(f"{flag} {group:<{width}}  auto {format_time(auto['median']):>9} "
+              f"(IQR {format_time(auto['iqr']):>8})  best {best:<13} "
+              f"{format_time(stats['median']):>9}  {ratio:.2f}x")
     print(f"{flagged} of {len(groups)} groups above {args.limit}x")
     return 1 if flagged else 0
 
