@@ -314,6 +314,30 @@ def test_compiled_kernels_equal_the_reference(implementation, dtype, kernel, thr
     np.testing.assert_array_equal(in_place, out)
 
 
+@pytest.mark.parametrize("implementation", sorted(COMPILED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_kernels_at_every_start_within_a_cache_line(implementation, dtype, threads):
+    """Cython runs the elements before ``out``'s first 64-byte boundary on their own: ``out``
+    at each position within a line, ``x`` at another, lengths shorter and longer than that
+    head, and threaded, in place or not, all equal the reference."""
+    module = COMPILED[implementation]
+    per_line = 64 // np.dtype(dtype).itemsize
+    source = (np.random.default_rng(6).standard_normal(300_001 + per_line) * 10).astype(dtype)
+    buffer = np.empty_like(source)
+    for start in range(per_line):
+        for size in (0, 1, per_line - 1, per_line + 1, 1000, 300_001):
+            x = source[(3 * start + 1) % per_line:][:size]
+            out = buffer[start:start + size]
+            expected = np.empty_like(x)
+            reference.sigmoid(x, expected, 1)
+            module.sigmoid(x, out, threads)
+            assert_matches(out, expected)
+            out[:] = x
+            module.sigmoid(out, out, threads)
+            assert_matches(out, expected)
+
+
 @pytest.mark.parametrize("size", [1000, 300_000], ids=["serial", "threaded"])
 def test_thread_safety(backend, size):
     """8 threads calling the same kernel at once get the serial result."""
