@@ -12,10 +12,11 @@ the CPU runs.
 """
 
 cimport cython
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 from _fused cimport floating
-from _openmp cimport FASTCALC_OPENMP, fastcalc_openmp_max_threads
+from _openmp cimport (FASTCALC_OPENMP, fastcalc_current_cpu, fastcalc_leave_cpu,
+                     fastcalc_openmp_max_threads)
 from _vecmath cimport exp_nonpositive
 
 __all__ = ["openmp_max_threads", "sigmoid", "sigmoid_derivative",
@@ -142,11 +143,12 @@ cdef void _apply(
     if num_threads == 1 or n < _PARALLEL_MIN_SIZE:
         _block(kernel, x, out, n)
         return
-    for block in prange(
-        (n + _BLOCK - 1) // _BLOCK, num_threads=num_threads, schedule="static"
-    ):
-        start = block * _BLOCK
-        _block(kernel, x + start, out + start, min(_BLOCK, n - start))
+    cdef int caller_cpu = fastcalc_current_cpu()
+    with parallel(num_threads=num_threads):
+        fastcalc_leave_cpu(caller_cpu)
+        for block in prange((n + _BLOCK - 1) // _BLOCK, schedule="static"):
+            start = block * _BLOCK
+            _block(kernel, x + start, out + start, min(_BLOCK, n - start))
 
 
 @cython.boundscheck(False)

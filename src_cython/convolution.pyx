@@ -39,12 +39,12 @@ imports the best one the CPU runs.
 """
 
 cimport cython
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 import numpy as np
 
 from _fused cimport floating
-from _openmp cimport FASTCALC_OPENMP
+from _openmp cimport FASTCALC_OPENMP, fastcalc_current_cpu, fastcalc_leave_cpu
 
 # The row kernels, in C: Cython has no vector types.  FC_ROW(T, V, NAME)
 # defines NAME(row, image_width, kernel, kh, kw, out, out_width), which writes
@@ -409,6 +409,7 @@ cdef void _correlate(
     cdef Py_ssize_t pairs_per_image = (out_height + 1) // 2
     cdef Py_ssize_t pairs = batch * pairs_per_image
     cdef Py_ssize_t pair, chunk
+    cdef int caller_cpu
     # The work in double: out.size * kernel.size may exceed the int range.
     if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
         for pair in range(pairs):
@@ -421,9 +422,12 @@ cdef void _correlate(
     # consecutive pairs share in cache (chunks of 4 made an idle 3x3 on
     # 2048x2048 take 1.6x as long).
     chunk = max(4, pairs // (16 * num_threads))
-    for pair in prange(pairs, num_threads=num_threads, schedule="dynamic", chunksize=chunk):
-        _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
-              out_width, pairs_per_image, pair)
+    caller_cpu = fastcalc_current_cpu()
+    with parallel(num_threads=num_threads):
+        fastcalc_leave_cpu(caller_cpu)
+        for pair in prange(pairs, schedule="dynamic", chunksize=chunk):
+            _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
+                  out_width, pairs_per_image, pair)
 
 
 @cython.boundscheck(False)
@@ -549,12 +553,16 @@ cdef void _share_items(
 ) noexcept nogil:
     # Thread t takes items [t * items / threads, (t + 1) * items / threads) and its canvas.
     cdef Py_ssize_t t
+    cdef int caller_cpu
     if threads == 1:
         _layer_items(images, g, weight, bias, out, canvas, 0, items)
         return
-    for t in prange(threads, num_threads=threads, schedule="static"):
-        _layer_items(images, g, weight, bias, out, canvas + t * canvas_stride,
-                     t * items // threads, (t + 1) * items // threads)
+    caller_cpu = fastcalc_current_cpu()
+    with parallel(num_threads=threads):
+        fastcalc_leave_cpu(caller_cpu)
+        for t in prange(threads, schedule="static"):
+            _layer_items(images, g, weight, bias, out, canvas + t * canvas_stride,
+                         t * items // threads, (t + 1) * items // threads)
 
 
 cdef void _share_units(
@@ -564,12 +572,16 @@ cdef void _share_units(
 ) noexcept nogil:
     # Thread t takes units [t * units / threads, (t + 1) * units / threads) and its canvas.
     cdef Py_ssize_t t
+    cdef int caller_cpu
     if threads == 1:
         _gradient_units(images, count, g, grad, partial, canvas, block, chunks, 0, units)
         return
-    for t in prange(threads, num_threads=threads, schedule="static"):
-        _gradient_units(images, count, g, grad, partial, canvas + t * canvas_stride, block,
-                        chunks, t * units // threads, (t + 1) * units // threads)
+    caller_cpu = fastcalc_current_cpu()
+    with parallel(num_threads=threads):
+        fastcalc_leave_cpu(caller_cpu)
+        for t in prange(threads, schedule="static"):
+            _gradient_units(images, count, g, grad, partial, canvas + t * canvas_stride, block,
+                            chunks, t * units // threads, (t + 1) * units // threads)
 
 
 @cython.boundscheck(False)

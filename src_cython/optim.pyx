@@ -18,12 +18,12 @@ imports the best one the CPU runs.
 
 cimport cython
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 import numpy as np
 
 from _fused cimport floating
-from _openmp cimport FASTCALC_OPENMP
+from _openmp cimport FASTCALC_OPENMP, fastcalc_current_cpu, fastcalc_leave_cpu
 
 __all__ = ["OPENMP", "fit"]
 
@@ -125,16 +125,20 @@ cdef void _fit(const floating* X, const floating* y, floating* coef, floating* i
                floating* losses, floating* scratch, Py_ssize_t scratch_size,
                int threads) noexcept:
     cdef Py_ssize_t index
+    cdef int caller_cpu
     with nogil:
         if threads == 1:
             _fit_problems(X, y, coef, intercept, N, D, lr, n_iter, loss, l2, scales,
                           fit_intercept, order, epochs, batch_size, losses, scratch, 0, P)
         else:
-            for index in prange(threads, num_threads=threads, schedule="static"):
-                _fit_problems(X, y, coef, intercept, N, D, lr, n_iter, loss, l2, scales,
-                              fit_intercept, order, epochs, batch_size, losses,
-                              scratch + index * scratch_size, P * index // threads,
-                              P * (index + 1) // threads)
+            caller_cpu = fastcalc_current_cpu()
+            with parallel(num_threads=threads):
+                fastcalc_leave_cpu(caller_cpu)
+                for index in prange(threads, schedule="static"):
+                    _fit_problems(X, y, coef, intercept, N, D, lr, n_iter, loss, l2, scales,
+                                  fit_intercept, order, epochs, batch_size, losses,
+                                  scratch + index * scratch_size, P * index // threads,
+                                  P * (index + 1) // threads)
 
 
 cdef inline void* _data(object array):

@@ -29,12 +29,12 @@ imports the best one the CPU runs.
 
 cimport cython
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 import numpy as np
 
 from _fused cimport floating
-from _openmp cimport FASTCALC_OPENMP
+from _openmp cimport FASTCALC_OPENMP, fastcalc_current_cpu, fastcalc_leave_cpu
 from _vecmath cimport tanh
 
 __all__ = ["BLOCK_ROWS", "OPENMP", "rnn_backward", "rnn_forward"]
@@ -254,6 +254,7 @@ cdef void _forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ss
                    const floating* by, floating* h, floating* y, floating* transposed,
                    Py_ssize_t start, Py_ssize_t stop, int num_threads) noexcept:
     cdef Py_ssize_t index, rows = stop - start
+    cdef int caller_cpu
     cdef int threads = _row_threads(T, rows, I, H, O, (rows + 3) // 4, num_threads)
     cdef floating* WxhT = transposed
     cdef floating* WhhT = transposed + H * I
@@ -265,10 +266,13 @@ cdef void _forward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ss
         if threads == 1:
             _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y, start, stop)
         else:
-            for index in prange(threads, num_threads=threads, schedule="static"):
-                _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y,
-                              _first_row(start, rows, threads, index),
-                              _first_row(start, rows, threads, index + 1))
+            caller_cpu = fastcalc_current_cpu()
+            with parallel(num_threads=threads):
+                fastcalc_leave_cpu(caller_cpu)
+                for index in prange(threads, schedule="static"):
+                    _forward_rows(T, B, I, H, O, x, h0, WxhT, WhhT, WhyT, bh, by, h, y,
+                                  _first_row(start, rows, threads, index),
+                                  _first_row(start, rows, threads, index + 1))
 
 
 @cython.boundscheck(False)
@@ -287,6 +291,7 @@ cdef void _backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_s
     cdef Py_ssize_t scratch = T * min(stop - start, <Py_ssize_t>_BLOCK) * H
     cdef Py_ssize_t blocks = (stop - start + _BLOCK - 1) // _BLOCK
     cdef Py_ssize_t wave, count, index, first
+    cdef int caller_cpu
     cdef floating* share
     with nogil:
         wave = 0
@@ -297,11 +302,14 @@ cdef void _backward(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_s
                 _backward_block(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last, da, dx,
                                 dh0, partial, first, min(stop, first + _BLOCK))
             else:
-                for index in prange(count, num_threads=count, schedule="static"):
-                    first = start + (wave + index) * _BLOCK
-                    _backward_block(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last,
-                                    da + index * scratch, dx, dh0, partial + index * size,
-                                    first, min(stop, first + _BLOCK))
+                caller_cpu = fastcalc_current_cpu()
+                with parallel(num_threads=count):
+                    fastcalc_leave_cpu(caller_cpu)
+                    for index in prange(count, schedule="static"):
+                        first = start + (wave + index) * _BLOCK
+                        _backward_block(T, B, I, H, O, dy, x, h, h0, Wxh, Whh, Why, dh_last,
+                                        da + index * scratch, dx, dh0, partial + index * size,
+                                        first, min(stop, first + _BLOCK))
             # The blocks' sums, added in block order whatever the waves.
             for index in range(count):
                 share = partial + index * size

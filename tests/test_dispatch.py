@@ -507,3 +507,43 @@ def test_threadpoolctl_sees_and_limits_fastcalcs_threads():
     assert listed == "True"  # visible: the runtime fastcalc's kernels run on
     assert set(limited.split()) == {"1"} and started_limited == "0"  # limited
     assert set(free.split()) == {str(_dispatch.usable_cores())} and int(started_free) >= 1
+
+
+_AFFINITY = """
+    import os, time
+
+    if os.environ["CPUS"] == "one":
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before any thread starts
+    import numpy as np, fastcalc
+
+    mask = os.sched_getaffinity(0)
+    fastcalc.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(2**20).astype(np.float32)
+    image, kernel = rng.standard_normal((512, 512)), rng.standard_normal((5, 5))
+    expected = (fastcalc.sigmoid(x, backend="numpy"),
+                fastcalc.correlate2d(image, kernel, "same", backend="numpy"))
+    for _ in range(40):
+        time.sleep(0.01)  # the caller sleeps and may wake on a worker's CPU
+        results = (fastcalc.sigmoid(x, backend="cython"),
+                   fastcalc.correlate2d(image, kernel, "same", backend="cython"))
+        for result, want in zip(results, expected):
+            np.testing.assert_allclose(result, want, rtol=1e-5, atol=1e-9)
+    masks = {tid: os.sched_getaffinity(int(tid)) for tid in os.listdir("/proc/self/task")}
+    print(len(masks), all(thread_mask == mask for thread_mask in masks.values()))
+"""
+
+
+@pytest.mark.parametrize("cpus", ["all", "one"])
+def test_workers_moved_off_the_callers_cpu_keep_their_affinity(cpus):
+    """A worker woken on the caller's CPU narrows its affinity to move, then sets it back
+    (openmp_threads.h): after many calls, each after a pause, every thread still has the
+    process's mask, and the results are right; with one CPU allowed there is nowhere to go."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity") or not _cython_has_openmp():
+        pytest.skip("needs Linux's affinity calls and OpenMP")
+    if cpus == "all" and _dispatch.usable_cores() < 2:
+        pytest.skip("needs two cores")
+    threads, same = _run_child(_AFFINITY, CPUS=cpus)[0].split()
+    assert int(threads) >= 2 and same == "True"

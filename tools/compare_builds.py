@@ -9,12 +9,15 @@ Usage::
 environments, each with a build of fastcalc (for example one installed from a
 ``git worktree`` of an older commit).  Rounds alternate between the two, in
 turns (base first in even rounds, head first in odd ones), each a fresh
-process that warms every call up and times it ``reps`` times, so a slow phase
+process that warms every call up, waits 0.2 s (OpenBLAS's threads, which
+the Numba RNN's products start, poll for 0.1 s after a call: a kernel timed
+then shares a core with them) and times it ``reps`` times, so a slow phase
 of the machine falls on both.  Prints the median of every call in each build,
 their ratio and the interquartile range.  The calls: the CNN layer and its
-backward pass, the RNN forward and backward passes, sigmoid on 2**24
-elements, correlate2d direct (2048x2048, 11x11) and FFT (4096x4096, 45x45),
-at the sizes of ``benchmarks/``.
+backward pass, the RNN forward and backward passes, sigmoid on 2**24 float64
+elements (each compiled backend) and on 1000, 2**20 and 2**24 float32 ones
+(auto), correlate2d direct (2048x2048, 11x11) and FFT (4096x4096, 45x45),
+fit_logistic and gradient_descent, at the sizes of ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ for dtype in ("f4", "f8"):
                normal(O, H, scale=H**-0.5))
     bh, by = normal(H), normal(O)
     xs, h0, dy = normal(T, B, I), normal(B, H), normal(T, B, O)
-    h, _ = fastcalc.rnn_forward(xs, h0, *weights, bh, by, backend="numpy")
+    h, _ = fastcalc.rnn_forward(xs, h0, *weights, bh, by)  # not numpy: BLAS threads poll 0.1 s
     for backend in ("numba", "cython"):
         calls[f"rnn_forward {dtype} {backend}"] = (
             lambda b=backend, a=(xs, h0, *weights, bh, by): fastcalc.rnn_forward(*a, backend=b))
@@ -57,6 +60,16 @@ for dtype in ("f4", "f8"):
             lambda b=backend, a=(dy, xs, h, h0, *weights): fastcalc.rnn_backward(*a, backend=b))
 big = rng.standard_normal(2**24)
 out = np.empty_like(big)
+for size in (1000, 2**20, 2**24):
+    small = rng.standard_normal(size).astype("f4")
+    calls[f"sigmoid {size} f4 auto"] = (
+        lambda a=small, o=np.empty_like(small): fastcalc.sigmoid(a, o))
+X = rng.standard_normal((1000, 256, 8)).astype("f4")
+y = (X[..., 0] > 0).astype("f4")
+calls["fit_logistic 1000x256x8 x100 f4 auto"] = lambda: fastcalc.fit_logistic(X, y, n_iter=100)
+starts = rng.standard_normal(10**6)
+calls["gradient_descent 10**6 x100 numba"] = lambda: fastcalc.gradient_descent(
+    lambda v: 2 * v + 5, starts, lr=0.1, n_iter=100, backend="numba")
 image = rng.standard_normal((2048, 2048)).astype("f4")
 kernel = rng.standard_normal((11, 11)).astype("f4")
 for backend in ("numba", "cython"):
@@ -71,6 +84,7 @@ for name, call in calls.items():
     if only not in name:
         continue
     call()
+    time.sleep(0.2)  # BLAS threads a call started (the Numba RNN's) poll for 0.1 s
     times[name] = []
     for _ in range(reps):
         start = time.perf_counter()
