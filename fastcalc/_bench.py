@@ -39,6 +39,9 @@ COPY = "memory copy"  # the same bytes copied on the same threads: an elementwis
 NOISY_IQR = 0.10
 WIDTH = 120  # the longest line the tables and summaries print
 REDUCED_SHARE = 16  # a reduced case does about 1/16 of the work of the full one
+# Seconds an implementation runs untimed before its repetitions (see run): other
+# pools poll that long after a call (OpenBLAS 0.1 s; fastcalc's threads ~10 us).
+SETTLE_SECONDS = 0.1
 
 
 @dataclass
@@ -698,6 +701,13 @@ def _repetition(function: Callable[[], object], calls: int) -> float:
     return time.perf_counter() - start
 
 
+def _settle(function: Callable[[], object], calls: int) -> None:
+    """Repetitions of ``function``, untimed, for at least ``SETTLE_SECONDS``."""
+    end = time.perf_counter() + SETTLE_SECONDS
+    while time.perf_counter() < end:
+        _repetition(function, calls)
+
+
 @contextlib.contextmanager
 def thread_count(threads: int | None) -> Iterator[None]:
     """Run fastcalc's kernels, and torch's when installed, on ``threads`` threads in the block.
@@ -734,10 +744,14 @@ def run(
 ) -> list[Result]:
     """Time ``cases``: medians and spreads, then speed-ups and copy ratios per group.
 
-    The implementations of a group (kernel, dtype and size) take turns: each
-    repetition times every one of them once, so a slow phase of a shared
-    machine slows them all rather than the rows timed during it, and the
-    ratios within a group hold.
+    The implementations of a group (kernel, dtype and size) take turns, in
+    two passes (the second in reverse order), each timing about half the
+    repetitions of every implementation, so a slow phase of a shared machine
+    slows them all rather than the rows timed during it, and the ratios within
+    a group hold.  Before its repetitions in a pass, an implementation runs
+    untimed for ``SETTLE_SECONDS``: the thread pools of the one before it
+    (OpenBLAS's, PyTorch's OpenMP threads) keep polling for up to 0.1 s after
+    its last call and would share the cores with it.
 
     Parameters
     ----------
@@ -749,8 +763,8 @@ def run(
         their interquartile range its spread.
     min_time : float, default 0.005
         Seconds one repetition lasts at least: it calls the case as many times
-        as that takes (found by a first, calibrating repetition after a
-        warm-up call).
+        as that takes (found by calibrating repetitions after a warm-up call,
+        which are not among the ``repeat``).
     progress : callable, optional
         Called as ``progress(index, total, case)`` before a case is first timed.
     scale_above : float, optional
@@ -781,15 +795,15 @@ def run(
                 if progress is not None:
                     progress(index, len(cases), case)
                 with thread_count(case.threads):
-                    shares[index], calls[index], first = _calibrate_case(
-                        case, min_time, scale_above)
-                samples[index].append(first)
-            for _ in range(repeat - 1):
-                for index in members:
+                    shares[index], calls[index], _ = _calibrate_case(case, min_time, scale_above)
+            for order, count in ((members, (repeat + 1) // 2), (members[::-1], repeat // 2)):
+                for index in order if count else ():
                     case, share = cases[index], shares[index]
                     function = case.function if share is None else share.function
                     with thread_count(case.threads):
-                        samples[index].append(_repetition(function, calls[index]) / calls[index])
+                        _settle(function, calls[index])
+                        samples[index] += [_repetition(function, calls[index]) / calls[index]
+                                           for _ in range(count)]
     results = [_result(case, share, case_calls, case_samples)
                for case, share, case_calls, case_samples
                in zip(cases, shares, calls, samples, strict=True)]

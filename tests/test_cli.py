@@ -59,24 +59,53 @@ def test_bench_default_shows_reference_auto_and_the_fastest_peer(capsys):
     assert summary[-1].startswith("sigmoid N=300: auto ") and implementations[2] in summary[-1]
 
 
-def test_bench_run_takes_turns_within_a_group():
-    """Each repetition times every implementation of a group once: a slow phase hits them all."""
-    log = []
-
+def _logging_cases(log):
     def case(kernel, implementation):
         return _bench.Case(kernel, "float64", 10, implementation,
                            lambda: log.append((kernel, implementation)), 80)
 
-    cases = [case("a", "fastcalc numpy"), case("a", "other"), case("b", "fastcalc numpy"),
-             case("a", "third")]
+    return [case("a", "fastcalc numpy"), case("a", "other"), case("b", "fastcalc numpy"),
+            case("a", "third")]
+
+
+def test_bench_run_takes_turns_within_a_group(monkeypatch):
+    """The implementations of a group take turns, in two passes of half the repetitions
+    (the second reversed): a slow phase hits them all."""
+    monkeypatch.setattr(_bench, "SETTLE_SECONDS", 0.0)
+    log = []
+    cases = _logging_cases(log)
     results = _bench.run(cases, repeat=4, min_time=0, scale_above=0)
     assert [(r.kernel, r.implementation) for r in results] == [
         (c.kernel, c.implementation) for c in cases]
     assert all(r.repetitions == 4 and r.calls_per_repetition == 1 for r in results)
-    # Group "a": warm-up and one timed call per implementation, then three turns; then "b".
+    # Group "a": warm-up and calibrating call per implementation, then two passes of two
+    # repetitions each; then "b".
     a = [("a", "fastcalc numpy"), ("a", "other"), ("a", "third")]
-    calibration = [call for pair in a for call in (pair, pair)]
-    assert log == calibration + a * 3 + [("b", "fastcalc numpy")] * 5
+    twice = [call for pair in a for call in (pair, pair)]
+    assert log == twice + twice + twice[::-1] + [("b", "fastcalc numpy")] * 6
+
+
+def test_bench_run_settles_each_implementation_before_timing_it(monkeypatch):
+    """Another implementation's thread pools poll for a while after its calls: each one runs
+    untimed for SETTLE_SECONDS before its repetitions of a pass."""
+    monkeypatch.setattr(_bench, "SETTLE_SECONDS", 0.01)
+    log = []
+    results = _bench.run(_logging_cases(log), repeat=2, min_time=0, scale_above=0)
+    assert all(r.repetitions == 2 for r in results)
+    runs = [[log[0], 1]]  # consecutive calls of one implementation
+    for call in log[1:]:
+        if call == runs[-1][0]:
+            runs[-1][1] += 1
+        else:
+            runs.append([call, 1])
+    # Calibration, then a pass each way for "a" (the turn at the end of the first pass
+    # and the start of the second is one run); "b", alone in its group, is one run.  A
+    # settled run holds more calls than the one repetition of each pass counted.
+    assert [call for call, _ in runs] == [
+        ("a", "fastcalc numpy"), ("a", "other"), ("a", "third"),
+        ("a", "fastcalc numpy"), ("a", "other"), ("a", "third"),
+        ("a", "other"), ("a", "fastcalc numpy"), ("b", "fastcalc numpy")]
+    assert all(count > 3 for _, count in runs[3:])
 
 
 def test_bench_covers_convolution(capsys):
@@ -328,7 +357,8 @@ def test_summary_compares_auto_with_the_fastest_peer_in_float32():
     assert line == "sigmoid N=10: auto 6 s vs scipy 3 s: 0.50x, peer faster"
 
 
-def test_run_times_a_share_of_a_slow_case_and_scales_it():
+def test_run_times_a_share_of_a_slow_case_and_scales_it(monkeypatch):
+    monkeypatch.setattr(_bench, "SETTLE_SECONDS", 0.0)
     calls = {"full": 0, "share": 0}
 
     def work(name, seconds):
@@ -341,14 +371,14 @@ def test_run_times_a_share_of_a_slow_case_and_scales_it():
     case = _bench.Case("k", "float64", 10, "fastcalc numpy", work("full", 0.016), 80,
                        note="allocates", reduced=share)
     [scaled] = _bench.run([case], repeat=3, min_time=0, scale_above=0.001)
-    assert calls["full"] == 0 and calls["share"] == 4  # warm-up, then 3 repetitions
+    assert calls["full"] == 0 and calls["share"] == 5  # warm-up, calibration, 3 repetitions
     assert scaled.scale == 8.0 and scaled.note == "allocates; 1 of 8 steps, scaled"
     assert scaled.median_s >= 8 * 0.002 and scaled.iqr_s >= 0
     calls.update(full=0, share=0)
     for scale_above in (None, 1.0):  # never scaled, or a full call faster than the threshold
         [full] = _bench.run([case], repeat=3, min_time=0, scale_above=scale_above)
         assert full.scale == 1.0 and full.note == "allocates" and full.median_s >= 0.016
-    assert calls["full"] == 8 and calls["share"] == 2  # 1.0: the share's warm-up and one call
+    assert calls["full"] == 10 and calls["share"] == 2  # 1.0: the share's warm-up and one call
     table = _bench.format_table([scaled])
     assert rows(table, "fastcalc numpy")[0].endswith("allocates; 1 of 8 steps, scaled")
     assert "scaled: timed on the share of the work" in table
