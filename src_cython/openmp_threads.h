@@ -43,8 +43,10 @@ static int fastcalc_current_cpu(void) { return sched_getcpu(); }
  * once, so that a worker queued behind it runs and moves.  Only then: on a
  * busy machine a yield can hand the rest of a time slice to another process
  * (yielding at every region left the contended sigmoid 2**20's median at
- * 0.19 ms but took its mean to 1.3-1.6 ms, against Numba's 0.4).  Measured
- * after 0.2 s pauses: 0.18-0.36 ms (median of 20 calls), against 0.42 without.
+ * 0.19 ms but took its mean to 1.3-1.6 ms, against Numba's 0.4).  A partial
+ * cure: after 0.2 s pauses the medians of 20 such calls measured 0.18-0.44 ms
+ * (0.28 typical), against 0.20-0.51 without it and 0.19 (0.19-0.39) with GNU
+ * OpenMP's default polling, whose workers rarely sleep.
  */
 
 /* Whether each thread number of fastcalc's teams was woken on the caller's CPU
