@@ -19,6 +19,7 @@ slow phase falls on all of them, and flags only what is still above the limit.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -74,15 +75,19 @@ def _report(group: str, members: dict[str, dict], limit: float, width: int) -> b
     return ratio > limit
 
 
+@functools.cache
+def _bench_auto_groups() -> dict:
+    """bench_auto.py's GROUPS, its module run once (it builds every group's inputs)."""
+    spec = importlib.util.spec_from_file_location("bench_auto", BENCH_AUTO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.GROUPS
+
+
 def _retime(group: str, repeat: int = 21) -> dict[str, dict]:
     """``{member: {"median", "iqr"}}`` of ``group`` of bench_auto.py, timed taking turns."""
-    spec = importlib.util.spec_from_file_location("bench_auto", BENCH_AUTO)
-    bench_auto = sys.modules.get("bench_auto") or importlib.util.module_from_spec(spec)
-    if "bench_auto" not in sys.modules:
-        sys.modules["bench_auto"] = bench_auto
-        spec.loader.exec_module(bench_auto)
     cases = [_bench.Case(group, "", 0, member, function, 0)
-             for member, function in bench_auto.GROUPS[group].items()]
+             for member, function in _bench_auto_groups()[group].items()]
     return {result.implementation: {"median": result.median_s, "iqr": result.iqr_s}
             for result in _bench.run(cases, repeat=repeat, min_time=0.02)}
 
