@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 __all__ = ["MEMORY_BYTES", "Elementwise", "check_out", "common_dtype", "compute_dtype",
-           "elementwise", "elementwise_fast", "finish", "same_buffer"]
+           "elementwise", "elementwise_fast", "finish", "is_dask_array", "no_out_with_dask",
+           "same_buffer"]
 
 def _memory_bytes() -> int:
     """This machine's memory: the most one array asked for can take."""
@@ -28,6 +29,23 @@ MEMORY_BYTES = _memory_bytes()
 _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+
+
+def is_dask_array(x) -> bool:
+    """Whether ``x`` is a ``dask.array.Array``, known without importing dask.
+
+    Other dask collections (an xarray object holding dask arrays, a dask
+    DataFrame) are converted with ``np.asarray`` as before.
+    """
+    return (type(x) is not np.ndarray and hasattr(x, "__dask_graph__")
+            and type(x).__module__.startswith("dask."))
+
+
+def no_out_with_dask(out, name: str) -> None:
+    """A dask array ``name`` takes no ``out=``: dask arrays are immutable."""
+    if out is not None:
+        raise TypeError(f"out cannot be given with a dask array {name}: dask arrays are "
+                        "immutable (write the result with dask.array.store)")
 
 
 def compute_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, np.dtype]:

@@ -162,7 +162,64 @@ def convolve2d(
 
 
 def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip):
+    if _validate.is_dask_array(in1):
+        _validate.no_out_with_dask(out, "in1")
+        from fastcalc import dask as fastcalc_dask
+
+        function = fastcalc_dask.convolve2d if flip else fastcalc_dask.correlate2d
+        return function(in1, in2, mode, boundary, fillvalue, method=method, backend=backend)
     image, kernel = np.asarray(in1), np.asarray(in2)
+    compute, result_dtype, fill = check_filter(image, kernel, mode, boundary, fillvalue, method)
+
+    swapped = mode == "valid" and _swap_needed(image.shape[-2:], kernel.shape, image.ndim)
+    if swapped:
+        image, kernel = kernel, image
+    if flip:
+        kernel = kernel[::-1, ::-1]
+    batch_shape, (height, width), (kh, kw) = image.shape[:-2], image.shape[-2:], kernel.shape
+    first, shape = window(mode, (height, width), (kh, kw), flip)
+    reversed_result = swapped and not flip
+    if _commuting_pays(image, kernel, mode, boundary, fill):
+        # Correlation in full commutes up to a half-turn: full(a, k)[r, s] =
+        # full(k, a)[H + kh - 2 - r, W + kw - 2 - s].  The window asked for, read
+        # from the correlation of the kernel with the image, costs its outputs
+        # times the image's taps instead of the kernel's.
+        first = (height + kh - 1 - first[0] - shape[0], width + kw - 1 - first[1] - shape[1])
+        image, kernel = kernel, image
+        kh, kw = kernel.shape
+        # Only the rows and columns of the (former) kernel that the window reads.
+        low = (max(0, first[0] - kh + 1), max(0, first[1] - kw + 1))
+        image = image[low[0]:first[0] + shape[0], low[1]:first[1] + shape[1]]
+        first, (height, width) = (first[0] - low[0], first[1] - low[1]), image.shape
+        reversed_result = not reversed_result
+    pads = [(0, 0), (kh - 1 - first[0], first[0] + shape[0] - height),
+            (kw - 1 - first[1], first[1] + shape[1] - width)]
+    if out is not None:  # one rule on every path, checked before any work
+        _validate.check_out(out, (*batch_shape, *shape), result_dtype)
+
+    images = np.ascontiguousarray(image.reshape(-1, height, width), dtype=compute)
+    weights = np.ascontiguousarray(kernel, dtype=compute)
+    padding = _BOUNDARIES[boundary]
+    target = _direct_target(out, compute, (images, weights), reversed_result)
+    result = np.empty((images.shape[0], *shape), compute) if target is None else target
+    if result.size and padding != "constant" and not uses_fft(method, weights):
+        # The direct kernels pad with a constant on the fly.
+        images, pads, fill = np.pad(images, pads, mode=padding), [(0, 0)] * 3, 0.0
+    correlate_padded(images, weights, (pads[1][0], pads[2][0]), padding, fill, method,
+                     backend, result)
+    if target is not None:
+        return out
+    if reversed_result:
+        result = result[:, ::-1, ::-1]  # scipy's convention for swapped correlation
+    return _deliver(result.reshape(*batch_shape, *shape), out, result_dtype)
+
+
+def check_filter(image, kernel, mode, boundary, fillvalue, method):
+    """Check the arguments of a correlation: ``(compute dtype, result dtype, fill value)``.
+
+    ``image`` and ``kernel`` need only ``dtype``, ``ndim``, ``shape`` and
+    ``size`` (a dask array is not computed).
+    """
     for name, array in (("in1", image), ("in2", kernel)):
         if array.dtype.kind == "c":
             raise TypeError(f"{name} is complex ({array.dtype}); fastcalc computes real "
@@ -185,65 +242,48 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
                          "and 'symmetric' (or 'symm').")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, _METHODS))}, got {method!r}")
-    fill = _fill_value(fillvalue, compute)
+    return compute, result_dtype, _fill_value(fillvalue, compute)
 
-    swapped = mode == "valid" and _swap_needed(image.shape[-2:], kernel.shape, image.ndim)
-    if swapped:
-        image, kernel = kernel, image
-    if flip:
-        kernel = kernel[::-1, ::-1]
-    batch_shape, (height, width), (kh, kw) = image.shape[:-2], image.shape[-2:], kernel.shape
-    # The result is a window of the full correlation, whose row r covers image
-    # rows r - kh + 1 ... r.  scipy centres "same" at (kh - 1) // 2 for
-    # convolution and kh // 2 for correlation.
+
+def window(mode, image_shape, kernel_shape, flip):
+    """``(first, shape)``: where the result starts in the full correlation, and its shape.
+
+    The full correlation's row r covers image rows r - kh + 1 ... r.  scipy
+    centres "same" at (kh - 1) // 2 for convolution and kh // 2 for
+    correlation.
+    """
+    (height, width), (kh, kw) = image_shape, kernel_shape
     if mode == "full":
-        first, shape = (0, 0), (height + kh - 1, width + kw - 1)
-    elif mode == "same":
-        first = ((kh - 1) // 2, (kw - 1) // 2) if flip else (kh // 2, kw // 2)
-        shape = (height, width)
-    else:
-        first, shape = (kh - 1, kw - 1), (height - kh + 1, width - kw + 1)
-    reversed_result = swapped and not flip
-    if _commuting_pays(image, kernel, mode, boundary, fill):
-        # Correlation in full commutes up to a half-turn: full(a, k)[r, s] =
-        # full(k, a)[H + kh - 2 - r, W + kw - 2 - s].  The window asked for, read
-        # from the correlation of the kernel with the image, costs its outputs
-        # times the image's taps instead of the kernel's.
-        first = (height + kh - 1 - first[0] - shape[0], width + kw - 1 - first[1] - shape[1])
-        image, kernel = kernel, image
-        kh, kw = kernel.shape
-        # Only the rows and columns of the (former) kernel that the window reads.
-        low = (max(0, first[0] - kh + 1), max(0, first[1] - kw + 1))
-        image = image[low[0]:first[0] + shape[0], low[1]:first[1] + shape[1]]
-        first, (height, width) = (first[0] - low[0], first[1] - low[1]), image.shape
-        reversed_result = not reversed_result
-    pads = [(0, 0), (kh - 1 - first[0], first[0] + shape[0] - height),
-            (kw - 1 - first[1], first[1] + shape[1] - width)]
-    if out is not None:  # one rule on every path, checked before any work
-        _validate.check_out(out, (*batch_shape, *shape), result_dtype)
+        return (0, 0), (height + kh - 1, width + kw - 1)
+    if mode == "same":
+        return ((kh - 1) // 2, (kw - 1) // 2) if flip else (kh // 2, kw // 2), (height, width)
+    return (kh - 1, kw - 1), (height - kh + 1, width - kw + 1)
 
-    images = np.ascontiguousarray(image.reshape(-1, height, width), dtype=compute)
-    weights = np.ascontiguousarray(kernel, dtype=compute)
-    top, left = pads[1][0], pads[2][0]
-    padding = _BOUNDARIES[boundary]
-    target = _direct_target(out, compute, (images, weights), reversed_result)
-    result = np.empty((images.shape[0], *shape), compute) if target is None else target
+
+def uses_fft(method: str, weights: np.ndarray) -> bool:
+    """Whether ``method`` means the FFT for this kernel (in the compute dtype)."""
+    return method == "fft" or (method == "auto" and weights.size >= FFT_MIN_TAPS[weights.dtype])
+
+
+def correlate_padded(images, weights, offsets, padding, fill, method, backend, out):
+    """``out`` (B, Ho, Wo) = the valid correlation of ``images`` (B, H, W) padded.
+
+    ``images`` and ``weights`` are C-contiguous in the compute dtype.  The
+    padded image has ``images``'s (0, 0) at ``offsets`` (top, left) and
+    extends as ``np.pad(mode=padding)`` (with ``fill`` for "constant"), to
+    at least ``(Ho + kh - 1, Wo + kw - 1)``; the direct method takes
+    "constant" padding only (it fills on the fly).
+    """
+    if not out.size:
+        return
     # The direct kernel, and the time it takes per tap to slice long calls by.
     direct = (_dispatch.kernel("convolution", "correlate", backend, _AUTO_ORDER),
               _dispatch.kernel("convolution", "CORRELATE_SECONDS_PER_TAP", backend, _AUTO_ORDER))
     threads = _dispatch.kernel_threads()
-    if result.size and (method == "fft"
-                        or (method == "auto" and kh * kw >= FFT_MIN_TAPS[compute])):
-        _correlate_fft(images, weights, padding, (top, left), fill, result, direct, threads)
-    elif result.size:
-        if padding != "constant":  # the kernels pad with a constant on the fly
-            images, top, left, fill = np.pad(images, pads, mode=padding), 0, 0, 0.0
-        _correlate_direct(*direct, images, weights, result, top, left, fill, threads)
-    if target is not None:
-        return out
-    if reversed_result:
-        result = result[:, ::-1, ::-1]  # scipy's convention for swapped correlation
-    return _deliver(result.reshape(*batch_shape, *shape), out, result_dtype)
+    if uses_fft(method, weights):
+        _correlate_fft(images, weights, padding, offsets, fill, out, direct, threads)
+    else:
+        _correlate_direct(*direct, images, weights, out, *offsets, fill, threads)
 
 
 def _fill_value(fillvalue, dtype: np.dtype) -> float:

@@ -79,7 +79,7 @@ cdef extern from *:
                     const T* fc_src = (row) + fc_a * (image_width) + fc_j;             \\
                     const T* fc_w = (kernel) + fc_a * (kw);                            \\
                     for (fc_c = 0; fc_c < (kw); fc_c++)                                \\
-                        fc_s += fc_w[fc_c] * fc_src[fc_c];                             \\
+                        fc_s = fc_madd_##T(fc_w[fc_c], fc_src[fc_c], fc_s);            \\
                 }                                                                      \\
                 (out)[fc_j] = fc_s;                                                    \\
             }                                                                          \\
@@ -272,11 +272,24 @@ PARALLEL_MIN_WORK = _PARALLEL_MIN_WORK
 cdef Py_ssize_t _COLUMNS = 1024
 
 
+cdef extern from "vectors.h" nogil:
+    double fc_madd_double(double a, double b, double c)
+    float fc_madd_float(float a, float b, float c)
+
+
+cdef inline floating _madd(floating a, floating b, floating c) noexcept nogil:
+    # a * b + c rounded as the vector kernels round it (see vectors.h).
+    if floating is float:
+        return fc_madd_float(a, b, c)
+    else:
+        return fc_madd_double(a, b, c)
+
+
 cdef inline void _add(floating* target, floating weight, const floating* source,
                       Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(n):
-        target[j] += weight * source[j]
+        target[j] = _madd(weight, source[j], target[j])
 
 
 cdef void _row(
@@ -287,7 +300,7 @@ cdef void _row(
     # image: the image of this output row's batch; out: the output row, of
     # which this writes columns [begin, end).
     cdef Py_ssize_t start = begin, stop, a, c, j, low, high, source_row
-    cdef floating weight, weighted_fill
+    cdef floating weight
     cdef bint inside
     while start < end:
         stop = min(end, start + _COLUMNS)
@@ -298,7 +311,6 @@ cdef void _row(
             inside = 0 <= source_row < height
             for c in range(kw):
                 weight = kernel[a * kw + c]
-                weighted_fill = weight * fill
                 # Output columns [low, high) read image columns j + c - left.
                 if inside:
                     low = min(stop, max(start, left - c))
@@ -308,11 +320,11 @@ cdef void _row(
                     high = stop
                 # Outside taps add nothing only if weight * fill is zero: an
                 # inf or NaN weight or fill gives NaN (0 * inf), as in the reference.
-                if weighted_fill != 0:
+                if weight * fill != 0:
                     for j in range(start, low):
-                        out[j] += weighted_fill
+                        out[j] = _madd(weight, fill, out[j])
                     for j in range(high, stop):
-                        out[j] += weighted_fill
+                        out[j] = _madd(weight, fill, out[j])
                 if high > low:
                     _add(out + low, weight, image + source_row * width + low + c - left,
                          high - low)
@@ -341,12 +353,12 @@ cdef void _edge(
                 for c in range(kw):
                     source_column = j + c - left
                     if 0 <= source_column < width:
-                        total += weights[c] * source[source_column]
+                        total = _madd(weights[c], source[source_column], total)
                     else:
-                        total += weights[c] * fill
+                        total = _madd(weights[c], fill, total)
             else:
                 for c in range(kw):
-                    total += weights[c] * fill
+                    total = _madd(weights[c], fill, total)
         out[j] = total
 
 

@@ -37,4 +37,21 @@ typedef double fc_vd __attribute__((vector_size(FC_VBYTES), aligned(8), may_alia
 #define FC_VECTOR 0
 #endif
 
+/*
+ * fc_madd_T(a, b, c) = a * b + c (T float or double) as the vector kernels'
+ * sums compute it: one rounding (an FMA) where the instruction set has FMA, where
+ * -ffp-contract=fast fuses the vector kernels' acc += w * x; two roundings
+ * where it has none.  The scalar paths (image edges, rows narrower than a
+ * vector) use it, so that every output element is the same rounded sum on
+ * every path: a result does not depend on which path computed it, so not on
+ * the image's size or on where a block of it starts (fastcalc.dask).
+ */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__FMA__) || defined(__ARM_FEATURE_FMA))
+static inline double fc_madd_double(double a, double b, double c) { return __builtin_fma(a, b, c); }
+static inline float fc_madd_float(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+#else
+static inline double fc_madd_double(double a, double b, double c) { return a * b + c; }
+static inline float fc_madd_float(float a, float b, float c) { return a * b + c; }
+#endif
+
 #endif

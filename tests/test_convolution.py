@@ -516,3 +516,34 @@ def test_the_fft_method_needs_less_memory_than_its_output():
     finally:
         tracemalloc.stop()
     assert peak < out.nbytes / 2, f"{peak / out.nbytes:.2f} x the output"
+
+
+@pytest.mark.parametrize("name", list(COMPILED))
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 40), width=st.integers(1, 70), kh=st.integers(1, 7),
+       kw=st.integers(1, 7), fill=st.sampled_from([0.0, 1.5]), dtype=st.sampled_from(["f4", "f8"]),
+       window=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+       seed=st.integers(0, 2**16))
+def test_compiled_correlate_gives_an_output_the_same_bits_in_any_window(
+        name, height, width, kh, kw, fill, dtype, window, seed):
+    # What fastcalc.dask relies on: a window of the output computed from the
+    # image rows and columns it reads (the rest filled on the fly) holds the
+    # bits of the whole call, whichever path (vector rows, narrow rows, edges)
+    # computes each element in either call.
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((1, height, width)).astype(dtype)
+    kernel = rng.standard_normal((kh, kw)).astype(dtype)
+    top, left = kh - 1, kw - 1  # "full"
+    whole = np.empty((1, height + kh - 1, width + kw - 1), dtype)
+    COMPILED[name].correlate(image, kernel, whole, top, left, fill, 1)
+    (r0, r1), (c0, c1) = (sorted(round(f * n) for f in pair) for pair, n in (
+        (window[:2], whole.shape[1]), (window[2:], whole.shape[2])))
+    r1, c1 = max(r1, r0 + 1), max(c1, c0 + 1)
+    if r1 > whole.shape[1] or c1 > whole.shape[2]:
+        r0, r1, c0, c1 = 0, whole.shape[1], 0, whole.shape[2]
+    low, high = max(0, r0 - top), min(height, r1 + kh - 1 - top)
+    first, last = max(0, c0 - left), min(width, c1 + kw - 1 - left)
+    part = np.empty((1, r1 - r0, c1 - c0), dtype)
+    COMPILED[name].correlate(np.ascontiguousarray(image[:, low:high, first:last]), kernel, part,
+                             top - r0 + low, left - c0 + first, fill, 1)
+    np.testing.assert_array_equal(part, whole[:, r0:r1, c0:c1])

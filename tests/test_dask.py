@@ -1,0 +1,254 @@
+"""fastcalc over dask arrays: lazy graphs that compute the in-memory results."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastcalc
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+fastcalc_dask = pytest.importorskip("fastcalc.dask")
+
+BACKENDS = [name for name in ("numpy", "numba", "cython") if name in fastcalc.available_backends()]
+SCHEDULERS = ("sync", "threads")
+
+
+def _exploding(shape, chunks, dtype=np.float64):
+    """A dask array whose blocks raise when computed: building on it must compute nothing."""
+    def explode(block):
+        raise AssertionError("a block was computed while the graph was built")
+
+    return da.zeros(shape, chunks=chunks, dtype=dtype).map_blocks(explode, dtype=dtype)
+
+
+# --- elementwise -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32"])
+@pytest.mark.parametrize("name", ["sigmoid", "derivative", "from_output"])
+def test_elementwise_on_dask_gives_the_in_memory_bits(name, dtype, scheduler):
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal((37, 23)) * 20).astype(dtype)
+    function = {"sigmoid": fastcalc.sigmoid,
+                "derivative": fastcalc.sigmoid_derivative,
+                "from_output": lambda x, **kw: fastcalc.sigmoid_derivative(
+                    x, from_output=True, **kw)}[name]
+    lazy = function(da.from_array(values, chunks=(10, 7)))
+    assert isinstance(lazy, da.Array)
+    expected = function(values)
+    assert lazy.dtype == expected.dtype and lazy.chunks == ((10, 10, 10, 7), (7, 7, 7, 2))
+    for backend in BACKENDS:
+        got = function(da.from_array(values, chunks=(10, 7)), backend=backend)
+        np.testing.assert_array_equal(got.compute(scheduler=scheduler),
+                                      function(values, backend=backend))
+
+
+def test_elementwise_builds_without_computing():
+    lazy = fastcalc.sigmoid(_exploding((6, 4), 2))
+    assert lazy.shape == (6, 4) and lazy.dtype == np.float64
+    with pytest.raises(AssertionError, match="block was computed"):
+        lazy.compute(scheduler="sync")
+
+
+def test_mirror_functions_take_only_dask_arrays():
+    with pytest.raises(TypeError, match="x must be a dask.array.Array"):
+        fastcalc_dask.sigmoid(np.zeros(3))
+    with pytest.raises(TypeError, match="in1 must be a dask.array.Array"):
+        fastcalc_dask.correlate2d(np.zeros((3, 3)), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: fastcalc.sigmoid(x, out=np.empty(4)),
+    lambda x: fastcalc.correlate2d(x.reshape(2, 2), np.ones((1, 1)), out=np.empty((2, 2))),
+])
+def test_out_with_a_dask_array_is_a_type_error(call):
+    with pytest.raises(TypeError, match="out cannot be given with a dask array"):
+        call(da.zeros(4, chunks=2))
+
+
+def test_bad_input_is_refused_while_the_graph_is_built():
+    image = _exploding((5, 5), 2)
+    with pytest.raises(TypeError, match="complex"):
+        fastcalc.sigmoid(da.zeros(3, chunks=1, dtype=complex))
+    with pytest.raises(ValueError, match="mode"):
+        fastcalc.correlate2d(image, np.ones((2, 2)), mode="middle")
+    with pytest.raises(ValueError, match="in2 must be a non-empty 2-D array"):
+        fastcalc.correlate2d(image, np.ones(3))
+    with pytest.raises(ValueError, match="one must be at least as large"):
+        fastcalc.correlate2d(image, np.ones((6, 2)), mode="valid")
+
+
+def test_import_fastcalc_does_not_import_dask():
+    code = ("import sys, numpy, fastcalc; fastcalc.sigmoid(numpy.zeros(3)); "
+            "assert 'dask' not in sys.modules, sorted(m for m in sys.modules if 'dask' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+
+
+# --- 2-D correlation ---------------------------------------------------------------------
+
+@st.composite
+def chunkings(draw, size):
+    """Chunk sizes along an axis of ``size``: one chunk, rows of 1, even, or uneven."""
+    kind = draw(st.sampled_from(["one", "ones", "even", "uneven"]))
+    if kind == "one":
+        return (size,)
+    if kind == "ones":
+        return (1,) * size
+    if kind == "even":
+        step = draw(st.integers(1, size))
+        return (step,) * (size // step) + ((size % step,) if size % step else ())
+    cuts = sorted(draw(st.sets(st.integers(1, size - 1), max_size=4))) if size > 1 else []
+    return tuple(np.diff([0, *cuts, size]).tolist())
+
+
+@st.composite
+def correlations(draw):
+    batch = draw(st.sampled_from([(), (2,), (2, 1)]))
+    height, width = draw(st.integers(1, 14)), draw(st.integers(1, 14))
+    kernel = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    mode = draw(st.sampled_from(["full", "same", "valid"]))
+    if mode == "valid" and not (height >= kernel[0] and width >= kernel[1]):
+        if batch or not (kernel[0] >= height and kernel[1] >= width):
+            kernel = (min(kernel[0], height), min(kernel[1], width))
+    chunks = tuple(draw(chunkings(n)) for n in (*batch, height, width))
+    return dict(
+        shape=(*batch, height, width), kernel=kernel, mode=mode, chunks=chunks,
+        boundary=draw(st.sampled_from(["fill", "wrap", "symm"])),
+        fillvalue=draw(st.sampled_from([0, 1.5, -2])),
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+        flip=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+def _inputs(case):
+    rng = np.random.default_rng(case["seed"])
+    image = rng.standard_normal(case["shape"]).astype(case["dtype"])
+    kernel = rng.standard_normal(case["kernel"]).astype(case["dtype"])
+    return image, kernel
+
+
+def _filter(case):
+    return fastcalc.convolve2d if case["flip"] else fastcalc.correlate2d
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(correlations())
+def test_direct_correlation_on_dask_is_bit_identical_for_every_chunking(case):
+    image, kernel = _inputs(case)
+    function = _filter(case)
+    arguments = (case["mode"], case["boundary"], case["fillvalue"])
+    lazy = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
+                    method="direct")
+    expected = function(image, kernel, *arguments, method="direct")
+    assert (lazy.shape, lazy.dtype) == (expected.shape, expected.dtype)
+    assert lazy.chunks[:-2] == case["chunks"][:-2]
+    for backend in BACKENDS:
+        got = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
+                       method="direct", backend=backend).compute(scheduler="sync")
+        np.testing.assert_array_equal(
+            got, function(image, kernel, *arguments, method="direct", backend=backend),
+            err_msg=f"backend {backend}")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(correlations())
+def test_fft_correlation_on_dask_matches_in_memory_to_its_tolerance(case):
+    image, kernel = _inputs(case)
+    function = _filter(case)
+    arguments = (case["mode"], case["boundary"], case["fillvalue"])
+    got = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
+                   method="fft").compute(scheduler="threads")
+    expected = function(image, kernel, *arguments, method="fft")
+    scale = np.abs(image).max() * np.abs(kernel).sum() + abs(case["fillvalue"]) * np.abs(
+        kernel).sum()
+    tolerance = (1e-5 if case["dtype"] == "float32" else 1e-12) * scale
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_correlation_on_dask_keeps_batch_chunks_and_resizes_image_chunks(scheduler):
+    image = np.random.default_rng(1).standard_normal((4, 20, 30)).astype("f4")
+    kernel = np.ones((5, 3), "f4")
+    lazy_image = da.from_array(image, chunks=(2, 8, 10))
+    full = fastcalc.correlate2d(lazy_image, kernel, "full")
+    assert full.chunks == ((2, 2), (8, 8, 8), (10, 10, 12))
+    valid = fastcalc.correlate2d(lazy_image, kernel, "valid")
+    assert valid.chunks == ((2, 2), (8, 8), (10, 10, 8))
+    same = fastcalc.correlate2d(lazy_image, kernel, "same", "wrap")
+    assert same.chunks == lazy_image.chunks
+    np.testing.assert_array_equal(same.compute(scheduler=scheduler),
+                                  fastcalc.correlate2d(image, kernel, "same", "wrap"))
+
+
+def test_correlation_builds_without_computing():
+    lazy = fastcalc.correlate2d(_exploding((3, 40, 40), (1, 16, 16)), np.ones((5, 5)), "same",
+                                "symm")
+    assert lazy.shape == (3, 40, 40) and lazy.dtype == np.float64
+    with pytest.raises(AssertionError, match="block was computed"):
+        lazy.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float16", "bool"])
+def test_correlation_on_dask_converts_like_in_memory(dtype):
+    # An integer image with a fractional fill value: filled in the compute dtype.
+    image = (np.arange(48).reshape(6, 8) % 5).astype(dtype)
+    kernel = np.array([[1.0, -2.0], [0.5, 3.0]])
+    lazy = fastcalc.correlate2d(da.from_array(image, chunks=3), kernel, "full",
+                                fillvalue=0.5)
+    expected = fastcalc.correlate2d(image, kernel, "full", fillvalue=0.5)
+    assert lazy.dtype == expected.dtype
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_whole_image_rules_run_on_one_block(mode):
+    # scipy's swap in "valid" and a kernel with more taps than the image see
+    # the whole image: one block along the image axes, the in-memory result.
+    rng = np.random.default_rng(2)
+    image, kernel = rng.standard_normal((4, 5)), rng.standard_normal((9, 11))
+    lazy = fastcalc.correlate2d(da.from_array(image, chunks=2), kernel, mode)
+    expected = fastcalc.correlate2d(image, kernel, mode)
+    assert lazy.shape == expected.shape
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
+
+
+# --- on a dask.distributed cluster -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A LocalCluster of 2 worker processes on loopback, closed after the module's tests."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  timeout=120) as cluster, \
+            distributed.Client(cluster, timeout=120) as client:
+        yield client
+
+
+def test_a_local_cluster_computes_the_in_memory_bits(cluster_client):
+    rng = np.random.default_rng(3)
+    images = rng.standard_normal((3, 50, 41)).astype("f4")
+    kernel = rng.standard_normal((5, 4)).astype("f4")
+    lazy_images = da.from_array(images, chunks=(2, 16, 16))
+    for backend in BACKENDS:
+        correlation = fastcalc.correlate2d(lazy_images, kernel, "same", "symm", backend=backend)
+        activation = fastcalc.sigmoid(lazy_images, backend=backend)
+        got_correlation, got_activation = cluster_client.compute(
+            [correlation, activation], sync=True)
+        np.testing.assert_array_equal(
+            got_correlation, fastcalc.correlate2d(images, kernel, "same", "symm",
+                                                  backend=backend))
+        np.testing.assert_array_equal(got_activation, fastcalc.sigmoid(images, backend=backend))
+
+
+def test_a_task_on_a_worker_uses_the_workers_thread_budget(cluster_client):
+    # The nanny sets OMP_NUM_THREADS to the worker's threads (1 here): fastcalc
+    # inside a task runs its kernels on that many threads, not on every core.
+    counts = cluster_client.run(fastcalc.get_num_threads)
+    assert set(counts.values()) == {1}, counts
+    assert cluster_client.submit(fastcalc.get_num_threads, "cython" if "cython" in BACKENDS
+                                 else None, pure=False).result(timeout=120) == 1
