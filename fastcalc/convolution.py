@@ -563,6 +563,10 @@ def conv2d(
     array([[[[10.5, 18.5],
              [42.5, 50.5]]]])
     """
+    if _validate.is_dask_array(x):
+        from fastcalc import dask as fastcalc_dask
+
+        return fastcalc_dask.conv2d(x, weight, bias, stride, padding, backend=backend)
     layer = _Layer(x, weight, bias, stride, padding)
     out = np.empty(layer.out_shape, layer.compute)
     kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
@@ -630,6 +634,11 @@ def conv2d_backward(
     (array([[4., 4.],
            [4., 4.]]), array([4.]))
     """
+    if _validate.is_dask_array(x) or _validate.is_dask_array(grad_out):
+        from fastcalc import dask as fastcalc_dask
+
+        return fastcalc_dask.conv2d_backward(grad_out, x, weight, stride, padding,
+                                             backend=backend)
     layer = _Layer(x, weight, None, stride, padding, grad_out)
     gradient = layer.grad_out
     grad_x = np.empty(layer.x.shape, layer.compute)

@@ -28,6 +28,7 @@ xarray objects that hold dask arrays go through ``xarray.apply_ufunc``::
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -38,9 +39,13 @@ except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError("fastcalc.dask needs dask: pip install 'dask[array]' "
                       "(or fastcalc's extra: pip install 'fastcalc[dask]')") from error
 
-from fastcalc import _validate, activations, convolution
+import dask
 
-__all__ = ["convolve2d", "correlate2d", "sigmoid", "sigmoid_derivative"]
+from fastcalc import _validate, activations, convolution, optim, rnn
+
+__all__ = ["conv2d", "conv2d_backward", "convolve2d", "correlate2d", "fit_linear",
+           "fit_logistic", "gradient_descent", "rnn_backward", "rnn_forward", "sigmoid",
+           "sigmoid_derivative"]
 
 
 def _check_dask(x, name: str) -> da.Array:
@@ -268,3 +273,189 @@ def _correlate_block(region, weights, offsets, padding, fill, fft, backend, shap
     convolution.correlate_padded(images, weights, offsets, "constant", fill,
                                  "fft" if fft else "direct", backend, result)
     return result.reshape(*batch_shape, *shape).astype(result_dtype, copy=False)
+
+
+# --- functions of independent items along a batch axis ----------------------------------
+
+# How many partial sums (of the gradients over the batch's chunks) are added
+# in one task of the tree that reduces them.
+SPLIT_EVERY = 8
+
+
+def _batched(function, arguments: dict, batched: dict, outputs: tuple, *, per_chunk=None,
+             summed_last=None):
+    """``function(**arguments)`` run per chunk of a batch axis, as a lazy result.
+
+    ``batched`` maps the names of the arguments that hold items along a batch
+    axis to that axis; each that is a dask array (at least one) or an
+    in-memory array is cut into the chunks of the first dask array, its other
+    axes in one chunk.  ``outputs`` gives, per field of ``function``'s result,
+    the batch axis its chunks are joined along, or None: a sum over the
+    chunks (a tree, ``SPLIT_EVERY`` at a time), to which ``summed_last`` (if
+    given) is applied.  The arguments are checked, and the result's shapes
+    and dtypes found, by calling ``function`` on an empty batch.
+    """
+    lazy = {name: arguments[name] for name in batched if isinstance(arguments[name], da.Array)}
+    if not lazy:
+        raise TypeError(f"one of {', '.join(batched)} must be a dask.array.Array")
+    first = next(iter(lazy))
+    size, chunks = lazy[first].shape[batched[first]], lazy[first].chunks[batched[first]]
+    pieces, empty = {}, dict(arguments)
+    for name, axis in batched.items():
+        value = arguments[name]
+        if value is None:
+            continue
+        if not isinstance(value, da.Array):
+            value = np.asarray(value)
+        if value.ndim <= axis or value.shape[axis] != size:
+            raise ValueError(f"{name} must have {size} items along axis {axis}, as {first} "
+                             f"has, got shape {value.shape}")
+        index = [slice(None)] * value.ndim
+        index[axis] = slice(0, 0)
+        empty[name] = np.empty(value[tuple(index)].shape, value.dtype)
+        if not isinstance(value, da.Array):
+            value = da.from_array(value, chunks=-1)
+        value = value.rechunk({i: chunks if i == axis else -1 for i in range(value.ndim)})
+        pieces[name] = value.to_delayed().ravel()
+    template = function(**empty)  # checks everything but the batch
+    single = not isinstance(template, tuple)
+    fields = (template,) if single else template
+    call = dask.delayed(function, pure=True, nout=None if single else len(fields))
+    common = {**arguments, **(per_chunk or {})}
+    parts = [call(**{**common, **{name: blocks[k] for name, blocks in pieces.items()}})
+             for k in range(len(chunks))]
+    if single:
+        parts = [(part,) for part in parts]
+    results = []
+    for index, (meta, axis) in enumerate(zip(fields, outputs, strict=True)):
+        if meta is None:
+            results.append(None)
+            continue
+        meta = np.asarray(meta)
+        if axis is None:
+            total = da.stack([da.from_delayed(part[index], meta.shape, meta.dtype)
+                              for part in parts]).sum(axis=0, split_every=SPLIT_EVERY)
+            results.append(total if summed_last is None else summed_last(total))
+        else:
+            results.append(da.concatenate(
+                [da.from_delayed(part[index],
+                                 (*meta.shape[:axis], count, *meta.shape[axis + 1:]),
+                                 meta.dtype, meta=np.empty((0,) * meta.ndim, meta.dtype))
+                 for part, count in zip(parts, chunks, strict=True)], axis=axis))
+    if single:
+        return results[0]
+    return type(template)(*results) if hasattr(template, "_fields") else tuple(results)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, *, backend: str | None = None):
+    """:func:`fastcalc.conv2d` of a dask batch ``x`` (N, C, H, W), per chunk of N.
+
+    ``x`` is cut along N only (its other axes are joined); each chunk's
+    images give the in-memory bits.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastcalc
+    >>> x = da.ones((4, 1, 3, 3), chunks=(2, 1, 3, 3))
+    >>> fastcalc.conv2d(x, np.ones((1, 1, 2, 2))).compute()[:, 0, 0]
+    array([[4., 4.],
+           [4., 4.],
+           [4., 4.],
+           [4., 4.]])
+    """
+    _check_dask(x, "x")
+    return _batched(convolution.conv2d, dict(x=x, weight=weight, bias=bias, stride=stride,
+                                             padding=padding, backend=backend),
+                    {"x": 0}, (0,))
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, *, backend: str | None = None):
+    """:func:`fastcalc.conv2d_backward` per chunk of N: ``grad_x`` by chunk, the rest summed.
+
+    ``grad_weight`` and ``grad_bias`` are the sums of the chunks' gradients,
+    added in a tree (``SPLIT_EVERY`` per task); they match the in-memory
+    sums to rounding (the order of the additions differs).
+    """
+    return _batched(convolution.conv2d_backward,
+                    dict(grad_out=grad_out, x=x, weight=weight, stride=stride, padding=padding,
+                         backend=backend), {"grad_out": 0, "x": 0}, (0, None, None))
+
+
+def rnn_forward(x, h0, Wxh, Whh, Why, bh=None, by=None, *, backend: str | None = None):
+    """:func:`fastcalc.rnn_forward` of sequences ``x`` (T, B, I) chunked along the batch B.
+
+    Each chunk of sequences runs on its own: ``h`` and ``y`` hold the
+    in-memory results, joined along B.
+    """
+    _check_dask(x, "x")
+    return _batched(rnn.rnn_forward, dict(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, bh=bh, by=by,
+                                          backend=backend), {"x": 1, "h0": 0}, (1, 1))
+
+
+def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last=None, *, clip=None,
+                 backend: str | None = None):
+    """:func:`fastcalc.rnn_backward` per chunk of the batch: ``dx``, ``dh0`` by chunk, the
+    weights' and biases' gradients summed over the chunks (a tree), then clipped."""
+    return _batched(rnn.rnn_backward,
+                    dict(dy=dy, x=x, h=h, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, dh_last=dh_last,
+                         clip=clip, backend=backend),
+                    {"dy": 1, "x": 1, "h": 1, "h0": 0, "dh_last": 0},
+                    (1, 0, None, None, None, None, None), per_chunk={"clip": None},
+                    summed_last=None if clip is None else lambda total: da.clip(
+                        total, -clip, clip))
+
+
+def gradient_descent(grad, x0, lr=0.1, n_iter=100, *, momentum=0.0, tol=None, history=False,
+                     backend: str | None = None):
+    """:func:`fastcalc.gradient_descent` of problems ``x0`` (B,) or (B, D) chunked along B.
+
+    Every problem is independent: the result's fields hold the in-memory
+    results, joined along B (``history`` along its axis 1).
+    """
+    _check_dask(x0, "x0")
+    return _batched(optim.gradient_descent,
+                    dict(grad=grad, x0=x0, lr=lr, n_iter=n_iter, momentum=momentum, tol=tol,
+                         history=history, backend=backend), {"x0": 0}, (0, 0, 0, 1))
+
+
+def _fit(function, X, y, w0, seed, batch_size, options):
+    _check_dask(X, "X")
+    if X.ndim != 3:
+        raise ValueError(f"X must be (P, N, D), chunked along P, got shape {X.shape}")
+    if batch_size is not None and seed is None:
+        raise ValueError("batch_size needs a seed on dask: every chunk of problems must draw "
+                         "the same mini-batches")
+    batched = {"X": 0, "y": 0}
+    if w0 is not None and np.ndim(w0) == 2:
+        batched["w0"] = 0
+    return _batched(functools.partial(_fit_from_seed, function),
+                    dict(X=X, y=y, w0=w0, seed=seed, batch_size=batch_size, **options),
+                    batched, (0, 0, 0, 0))
+
+
+def _fit_from_seed(function, seed, **arguments):
+    """``function`` with a copy of ``seed``: every chunk (and the check on an empty batch)
+    draws the mini-batches from the same state, the one the caller's generator had."""
+    return function(seed=copy.deepcopy(seed), **arguments)
+
+
+def fit_logistic(X, y, *, lr=0.1, n_iter=1000, loss="log", reduction="mean", batch_size=None,
+                 l2=0.0, fit_intercept=True, w0=None, seed=None, backend: str | None = None):
+    """:func:`fastcalc.fit_logistic` of problems ``X`` (P, N, D) chunked along P.
+
+    The problems are independent: each field holds the in-memory results.
+    With ``batch_size``, ``seed`` is required (every chunk draws the same
+    mini-batches, as the P problems share them in memory).
+    """
+    return _fit(optim.fit_logistic, X, y, w0, seed, batch_size,
+                dict(lr=lr, n_iter=n_iter, loss=loss, reduction=reduction, l2=l2,
+                     fit_intercept=fit_intercept, backend=backend))
+
+
+def fit_linear(X, y, *, lr=0.1, n_iter=1000, reduction="mean", batch_size=None, l2=0.0,
+               fit_intercept=True, w0=None, seed=None, backend: str | None = None):
+    """:func:`fastcalc.fit_linear` of problems ``X`` (P, N, D) chunked along P (see
+    :func:`fit_logistic`)."""
+    return _fit(optim.fit_linear, X, y, w0, seed, batch_size,
+                dict(lr=lr, n_iter=n_iter, reduction=reduction, l2=l2,
+                     fit_intercept=fit_intercept, backend=backend))

@@ -252,3 +252,100 @@ def test_a_task_on_a_worker_uses_the_workers_thread_budget(cluster_client):
     assert set(counts.values()) == {1}, counts
     assert cluster_client.submit(fastcalc.get_num_threads, "cython" if "cython" in BACKENDS
                                  else None, pure=False).result(timeout=120) == 1
+
+
+# --- functions of independent items along a batch axis ----------------------------------
+
+def _exact_on(backend, fields):
+    """The fields computed per item with the same bits in any chunk: on the compiled
+    backends; numpy's batched products round by the BLAS's blocking."""
+    return set() if backend == "numpy" else set(fields)
+
+
+def _assert_fields(got, expected, exact, rtol):
+    """Each field of ``got`` (dask) against ``expected``: those named in ``exact`` bit for
+    bit, the others within ``rtol``."""
+    assert type(got) is type(expected)
+    for name, (a, b) in zip(getattr(expected, "_fields", range(len(expected))),
+                            zip(got, expected, strict=True), strict=True):
+        if b is None:
+            assert a is None, name
+            continue
+        assert isinstance(a, da.Array), name
+        value = a.compute(scheduler="sync")
+        assert value.shape == np.shape(b) and value.dtype == np.asarray(b).dtype, name
+        if name in exact:
+            np.testing.assert_array_equal(value, b, err_msg=str(name))
+        else:
+            np.testing.assert_allclose(value, b, rtol=rtol, atol=rtol, err_msg=str(name))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv2d_on_dask_chunks_of_the_batch(backend, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 3, 12, 10)).astype(dtype)
+    weight, bias = rng.standard_normal((4, 3, 3, 3)).astype(dtype), rng.standard_normal(4)
+    lazy_x = da.from_array(x, chunks=(3, 2, 5, 10))  # other axes are joined per chunk of N
+    forward = fastcalc.conv2d(lazy_x, weight, bias, 2, 1, backend=backend)
+    assert isinstance(forward, da.Array) and forward.chunks[0] == (3, 3, 1)
+    np.testing.assert_array_equal(forward.compute(scheduler="threads"),
+                                  fastcalc.conv2d(x, weight, bias, 2, 1, backend=backend))
+    grad_out = rng.standard_normal(forward.shape).astype(dtype)
+    got = fastcalc.conv2d_backward(da.from_array(grad_out, chunks=2), lazy_x, weight, 2, 1,
+                                   backend=backend)
+    expected = fastcalc.conv2d_backward(grad_out, x, weight, 2, 1, backend=backend)
+    _assert_fields(got, expected, exact=_exact_on(backend, {0}),
+                   rtol=1e-4 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_rnn_on_dask_chunks_of_the_batch(backend, clip):
+    rng = np.random.default_rng(5)
+    T, B, I, H, O = 6, 9, 4, 5, 3  # noqa: E741 (the RNN's names)
+    x, h0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H))
+    weights = (rng.standard_normal((H, I)) * 0.5, rng.standard_normal((H, H)) * 0.3,
+               rng.standard_normal((O, H)) * 0.5)
+    lazy_x = da.from_array(x, chunks=(2, 4, 4))
+    got = fastcalc.rnn_forward(lazy_x, h0, *weights, backend=backend)
+    expected = fastcalc.rnn_forward(x, h0, *weights, backend=backend)
+    _assert_fields(got, expected, exact=_exact_on(backend, {0, 1}), rtol=1e-12)
+    h, dy = expected[0], rng.standard_normal((T, B, O))
+    got = fastcalc.rnn_backward(dy, lazy_x, h, h0, *weights, clip=clip, backend=backend)
+    expected = fastcalc.rnn_backward(dy, x, h, h0, *weights, clip=clip, backend=backend)
+    _assert_fields(got, expected, exact=_exact_on(backend, {"dx", "dh0"}), rtol=1e-12)
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_gradient_descent_on_dask_chunks_of_problems(history):
+    x0 = np.linspace(-5, 5, 11)
+    got = fastcalc.gradient_descent(lambda x: 2 * x + 5, da.from_array(x0, chunks=4), 0.1, 20,
+                                    history=history, backend="numpy")
+    expected = fastcalc.gradient_descent(lambda x: 2 * x + 5, x0, 0.1, 20, history=history,
+                                         backend="numpy")
+    _assert_fields(got, expected, exact=set(expected._fields), rtol=0)  # elementwise steps
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fits_on_dask_chunks_of_problems(backend):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((10, 40, 3)).astype("f4")
+    y = (rng.random((10, 40)) < 0.5).astype("f4")
+    lazy_X = da.from_array(X, chunks=(3, 40, 3))
+    for function in (fastcalc.fit_logistic, fastcalc.fit_linear):
+        options = dict(n_iter=25, batch_size=8, seed=np.random.default_rng(7), backend=backend)
+        got = function(lazy_X, y, **options)
+        options["seed"] = np.random.default_rng(7)
+        expected = function(X, y, **options)
+        _assert_fields(got, expected, exact=_exact_on(backend, expected._fields), rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_size needs a seed on dask"):
+        fastcalc.fit_logistic(lazy_X, y, batch_size=8)
+
+
+def test_batched_arguments_must_agree_on_the_batch():
+    with pytest.raises(ValueError, match="h0 must have 5 items along axis 0"):
+        fastcalc.rnn_forward(da.zeros((3, 5, 2), chunks=2), np.zeros((4, 3)), np.ones((3, 2)),
+                             np.ones((3, 3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="padding"):
+        fastcalc.conv2d(_exploding((2, 1, 4, 4), 1), np.ones((1, 1, 2, 2)), padding=-1)

@@ -1,0 +1,79 @@
+"""pytest-benchmark suite: fastcalc on dask arrays, against the same call in memory.
+
+Run: ``pytest benchmarks/bench_dask.py`` (needs ``pip install ".[dask]"``; skipped
+without dask).  One group per kernel, its members side by side:
+
+- ``in memory, 1 thread``: fastcalc's call on the whole array, ``out=`` given,
+  on one thread (the reference for the scale-out ratios);
+- ``in memory``: the same call at fastcalc's default thread count;
+- ``LocalCluster 2x1``: the dask array persisted on a ``dask.distributed``
+  LocalCluster of 2 worker processes of 1 thread (loopback), the result
+  persisted there too (computed, not gathered);
+- ``dask-image`` (when installed): ``dask_image.ndfilters.correlate`` on the
+  same cluster, for "same" with a zero fill (its ``mode="constant"``).
+
+The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
+5x5 and 15x15 kernels, mode "same".
+"""
+
+import numpy as np
+import pytest
+
+import fastcalc
+from fastcalc import _bench
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+SIZE, CHUNK = 8192, 2048
+KERNELS = {"5x5": 5, "15x15": 15}
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes of 1 thread, on loopback."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  timeout=120) as cluster, \
+            distributed.Client(cluster, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def image(client):
+    """The image on the cluster (persisted), and a copy of it in this process."""
+    lazy = da.random.default_rng(0).standard_normal((SIZE, SIZE), chunks=CHUNK,
+                                                   dtype=np.float32)
+    persisted = client.persist(lazy)
+    distributed.wait(persisted)
+    return persisted, persisted.compute()
+
+
+def _kernel(size):
+    return np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
+
+
+def _on_cluster(client, lazy):
+    """Compute ``lazy`` on the cluster, keep the result there, then let it go."""
+    result = client.persist(lazy)
+    distributed.wait(result)
+    del result
+
+
+@pytest.mark.parametrize("kernel_name", sorted(KERNELS))
+@pytest.mark.parametrize("how", ["in memory, 1 thread", "in memory", "LocalCluster 2x1",
+                                 "dask-image"])
+def test_correlate2d_same(benchmark, client, image, kernel_name, how):
+    persisted, local = image
+    kernel = _kernel(KERNELS[kernel_name])
+    benchmark.group = f"correlate2d {SIZE}x{SIZE} float32 {kernel_name} same, chunks {CHUNK}"
+    if how.startswith("in memory"):
+        out = np.empty_like(local)
+        with _bench.thread_count(1 if how.endswith("1 thread") else None):
+            benchmark(fastcalc.correlate2d, local, kernel, "same", out=out)
+    elif how == "LocalCluster 2x1":
+        benchmark(lambda: _on_cluster(client, fastcalc.correlate2d(persisted, kernel, "same")))
+    else:
+        ndfilters = pytest.importorskip("dask_image.ndfilters")
+        benchmark(lambda: _on_cluster(client, ndfilters.correlate(persisted, kernel,
+                                                                   mode="constant")))
