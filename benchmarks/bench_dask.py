@@ -32,10 +32,7 @@ KERNELS = {"5x5": 5, "15x15": 15}
 @pytest.fixture(scope="module")
 def client():
     """A LocalCluster of 2 worker processes of 1 thread, on loopback."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
-                                  timeout=120) as cluster, \
-            distributed.Client(cluster, timeout=120) as client:
+    with _bench.local_cluster(workers=2, threads_per_worker=1) as client:
         yield client
 
 

@@ -1031,6 +1031,32 @@ def as_records(results: Sequence[Result]) -> list[dict]:
 
 
 @contextlib.contextmanager
+def local_cluster(workers: int = 2, threads_per_worker: int = 1):
+    """A ``dask.distributed`` LocalCluster of worker processes and its Client, on loopback.
+
+    The cluster and the client are closed on leaving the block (their
+    start-up waits at most 120 s).  The nanny sets ``OMP_NUM_THREADS`` and
+    other variables in this process's environment before it starts a worker
+    (distributed's ``pre-spawn-environ``): the environment is set back as it
+    was afterwards.
+    """
+    import os
+
+    import distributed
+
+    environment = dict(os.environ)
+    try:
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                      processes=True, host="127.0.0.1",
+                                      dashboard_address="127.0.0.1:0", timeout=120) as cluster, \
+                distributed.Client(cluster, timeout=120) as client:
+            yield client
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+@contextlib.contextmanager
 def competing_processes(count: int) -> Iterator[list[subprocess.Popen]]:
     """``count`` CPU-bound processes that compete for the cores while the block runs.
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcalc
+from fastcalc import _bench
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -220,12 +221,9 @@ def test_whole_image_rules_run_on_one_block(mode):
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    """A LocalCluster of 2 worker processes on loopback, closed after the module's tests."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
-                                  timeout=120) as cluster, \
-            distributed.Client(cluster, timeout=120) as client:
+    """A LocalCluster of 2 worker processes of 1 thread on loopback, for the module's tests."""
+    pytest.importorskip("distributed")
+    with _bench.local_cluster(workers=2, threads_per_worker=1) as client:
         yield client
 
 
@@ -349,3 +347,14 @@ def test_batched_arguments_must_agree_on_the_batch():
                              np.ones((3, 3)), np.ones((1, 3)))
     with pytest.raises(ValueError, match="padding"):
         fastcalc.conv2d(_exploding((2, 1, 4, 4), 1), np.ones((1, 1, 2, 2)), padding=-1)
+
+
+def test_the_cluster_helper_leaves_the_environment_as_it_was():
+    # distributed's nanny sets OMP_NUM_THREADS=1 (and more) in the process that starts it.
+    pytest.importorskip("distributed")
+    import os
+
+    before = dict(os.environ)
+    with _bench.local_cluster(workers=1, threads_per_worker=1) as client:
+        assert client.run(fastcalc.get_num_threads)
+    assert dict(os.environ) == before
