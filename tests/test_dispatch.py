@@ -1,7 +1,9 @@
 """Backend selection, fallback, thread control, show_config and the version."""
 
 import importlib.metadata
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -547,3 +549,76 @@ def test_workers_moved_off_the_callers_cpu_keep_their_affinity(cpus):
         pytest.skip("needs two cores")
     threads, same = _run_child(_AFFINITY, CPUS=cpus)[0].split()
     assert int(threads) >= 2 and same == "True"
+
+
+def _sigmoid_call():
+    x = np.random.default_rng(0).standard_normal(1 << 24).astype("f4")
+    return lambda backend: fastcalc.sigmoid(x, backend=backend)
+
+
+def _correlate2d_call():
+    image = np.random.default_rng(0).standard_normal((2048, 2048)).astype("f4")
+    return lambda backend: fastcalc.correlate2d(image, np.ones((9, 9), "f4"), "same",
+                                                method="direct", backend=backend)
+
+
+def _conv2d_call():
+    batch = np.random.default_rng(0).standard_normal((32, 16, 64, 64)).astype("f4")
+    return lambda backend: fastcalc.conv2d(batch, np.ones((16, 16, 3, 3), "f4"), padding=1,
+                                           backend=backend)
+
+
+def _rnn_forward_call():
+    T, B, I, H = 200, 64, 64, 128  # noqa: E741 (the RNN's names)
+    sequences = np.random.default_rng(0).standard_normal((T, B, I)).astype("f4")
+    weights = (np.full((H, I), 0.01, "f4"), np.full((H, H), 0.01, "f4"),
+               np.full((8, H), 0.01, "f4"))
+    return lambda backend: fastcalc.rnn_forward(sequences, None, *weights, backend=backend)
+
+
+def _fit_logistic_call():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((400, 256, 8)), (rng.random((400, 256)) < 0.5) * 1.0
+    return lambda backend: fastcalc.fit_logistic(X, y, n_iter=30, backend=backend)
+
+
+# Each compiled family's kernel on work of tens of milliseconds.
+_GIL_FREE_CALLS = {"sigmoid": _sigmoid_call, "correlate2d": _correlate2d_call,
+                   "conv2d": _conv2d_call, "rnn_forward": _rnn_forward_call,
+                   "fit_logistic": _fit_logistic_call}
+
+
+@pytest.mark.parametrize("backend", [name for name in ("numba", "cython")
+                                     if name in fastcalc.available_backends()])
+@pytest.mark.parametrize("family", sorted(_GIL_FREE_CALLS))
+def test_compiled_kernels_let_other_python_threads_run(family, backend):
+    # A Python thread counts while it holds the GIL.  With a switch interval far
+    # longer than a call, it can take the GIL from the caller only when the
+    # caller releases it: it counts during a call only if the kernel released
+    # the GIL (a kernel holding it gives 0 every time).
+    call = _GIL_FREE_CALLS[family]()
+    fastcalc.set_num_threads(1)
+    call(backend)  # compiled and warm
+    state = {"count": 0, "run": True}
+
+    def count():
+        while state["run"]:
+            state["count"] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        for _ in range(5):  # the counter may not be scheduled in time on a busy machine
+            time.sleep(0.01)  # the counter runs; the caller takes the GIL back
+            before = state["count"]
+            call(backend)
+            during = state["count"] - before
+            if during:
+                break
+    finally:
+        state["run"] = False
+        counter.join()
+        sys.setswitchinterval(interval)
+    assert during > 0, f"{family} on {backend} held the GIL"
