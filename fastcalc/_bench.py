@@ -1031,11 +1031,12 @@ def as_records(results: Sequence[Result]) -> list[dict]:
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int = 2, threads_per_worker: int = 1):
+def local_cluster(workers: int = 2, threads_per_worker: int = 1, **options):
     """A ``dask.distributed`` LocalCluster of worker processes and its Client, on loopback.
 
-    The cluster and the client are closed on leaving the block (their
-    start-up waits at most 120 s).  The nanny sets ``OMP_NUM_THREADS`` and
+    ``options`` go to ``LocalCluster`` (e.g. ``memory_limit="1.5GB"``).  The
+    cluster and the client are closed on leaving the block (their start-up
+    waits at most 120 s).  The nanny sets ``OMP_NUM_THREADS`` and
     other variables in this process's environment before it starts a worker
     (distributed's ``pre-spawn-environ``): the environment is set back as it
     was afterwards.
@@ -1048,7 +1049,8 @@ def local_cluster(workers: int = 2, threads_per_worker: int = 1):
     try:
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                                       processes=True, host="127.0.0.1",
-                                      dashboard_address="127.0.0.1:0", timeout=120) as cluster, \
+                                      dashboard_address="127.0.0.1:0", timeout=120,
+                                      **options) as cluster, \
                 distributed.Client(cluster, timeout=120) as client:
             yield client
     finally:
