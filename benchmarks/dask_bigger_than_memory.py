@@ -1,6 +1,7 @@
 """fastcalc on data larger than a worker's memory: zarr on disk, a LocalCluster, zarr out.
 
-Run (not part of CI: it writes about 16 GB to disk and takes minutes)::
+Run (not part of CI: it writes about 16 GB to disk and takes minutes; it needs
+``pip install ".[dask]" zarr``)::
 
     python benchmarks/dask_bigger_than_memory.py [--directory DIR] [--scale S]
 
