@@ -176,9 +176,7 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
     column_chunks = _resized(image.chunks[-1], shape[1])
     rows = [_reads(part, kh, before[0], height, padding) for part in _bounds(row_chunks)]
     columns = [_reads(part, kw, before[1], width, padding) for part in _bounds(column_chunks)]
-    blocks = [[_block(image, row, column, weights, padding, fill, fft, backend, result_dtype)
-               for column in columns] for row in rows]
-    return da.block(blocks)
+    return _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_dtype)
 
 
 def _in_one_block(image, kernel, mode, boundary, fillvalue, method, backend, flip, result_dtype):
@@ -232,44 +230,104 @@ def _reads(part, taps: int, before: int, size: int, padding: str):
     return stop - start, convolution._extended(np.arange(low, high), size, padding), 0
 
 
-def _take(image: da.Array, axis: int, reads) -> da.Array:
-    """``image``'s elements ``reads`` (a slice or indices) along ``axis``, in runs of slices."""
-    index = [slice(None)] * image.ndim
+def _pieces(reads, chunks: tuple[int, ...]) -> list[tuple[int, slice]]:
+    """``reads`` (a slice or indices) as ``(chunk, slice within it)`` pieces, in order.
+
+    Consecutive indices (either way) are one slice, cut where chunks meet.
+    """
     if isinstance(reads, slice):
-        index[axis] = reads
-        return image[tuple(index)]
-    # Runs of consecutive indices (either way) are slices: no fancy indexing.
-    pieces, start = [], 0
-    while start < len(reads):
-        stop, step = start + 1, 1
-        if stop < len(reads) and abs(int(reads[stop]) - int(reads[start])) == 1:
-            step = int(reads[stop]) - int(reads[start])
-            while stop < len(reads) and int(reads[stop]) - int(reads[stop - 1]) == step:
-                stop += 1
-        end = int(reads[stop - 1]) + step
-        index[axis] = slice(int(reads[start]), None if end < 0 else end, step)
-        pieces.append(image[tuple(index)])
-        start = stop
-    return pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=axis)
+        runs = [(reads.start, reads.stop - reads.start, 1)] if reads.stop > reads.start else []
+    else:
+        runs, start = [], 0
+        while start < len(reads):
+            stop, step = start + 1, 1
+            if stop < len(reads) and abs(int(reads[stop]) - int(reads[start])) == 1:
+                step = int(reads[stop]) - int(reads[start])
+                while stop < len(reads) and int(reads[stop]) - int(reads[stop - 1]) == step:
+                    stop += 1
+            runs.append((int(reads[start]), stop - start, step))
+            start = stop
+    bounds = np.cumsum((0, *chunks)).tolist()
+    pieces = []
+    for first, count, step in runs:
+        while count:
+            chunk = int(np.searchsorted(bounds, first, side="right")) - 1
+            low, high = bounds[chunk], bounds[chunk + 1]
+            taken = min(count, high - first if step == 1 else first - low + 1)
+            local, end = first - low, first - low + step * taken
+            pieces.append((chunk, slice(local, None if end < 0 else end, step)))
+            first, count = first + step * taken, count - taken
+    return pieces
 
 
-def _block(image, row, column, weights, padding, fill, fft, backend, result_dtype):
-    """One block of the result along the image axes, every batch chunk of it."""
-    (rows, row_reads, top), (columns, column_reads, left) = row, column
-    region = _take(_take(image, image.ndim - 2, row_reads), image.ndim - 1, column_reads)
-    region = region.rechunk({image.ndim - 2: -1, image.ndim - 1: -1})
-    return region.map_blocks(
-        _correlate_block, weights, (top, left), padding, fill, fft, backend, (rows, columns),
-        result_dtype, chunks=(*region.chunks[:-2], (rows,), (columns,)), dtype=result_dtype,
-        meta=np.empty((0,) * image.ndim, result_dtype))
+def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_dtype):
+    """The result's blocks: one task per block, one task per chunk of ``image`` for its strips.
+
+    ``rows`` and ``columns`` hold, per block of the result along an axis,
+    ``(length, reads, offset)`` (see :func:`_reads`).  A block's task gets
+    the chunks it reads whole as they are, and the parts of others from the
+    tuple of strips their chunk's task cut (copies: a worker sends only
+    those), then joins them into one region (its only copy of the image)
+    and correlates it.
+    """
+    batch_blocks = image.numblocks[:-2]
+    row_pieces = [_pieces(reads, image.chunks[-2]) for _, reads, _ in rows]
+    column_pieces = [_pieces(reads, image.chunks[-1]) for _, reads, _ in columns]
+    chunks = image.to_delayed()
+    # The strips each chunk of the image's axes gives (pieces that are not the whole chunk).
+    strips: dict[tuple[int, int], list[tuple[slice, slice]]] = {}
+    for across in row_pieces:
+        for down in column_pieces:
+            for a, row_slice in across:
+                for b, column_slice in down:
+                    if not (_whole(row_slice, image.chunks[-2][a])
+                            and _whole(column_slice, image.chunks[-1][b])):
+                        wanted = strips.setdefault((a, b), [])
+                        if (row_slice, column_slice) not in wanted:
+                            wanted.append((row_slice, column_slice))
+    cut = dask.delayed(_cut_strips, pure=True)
+    correlate = dask.delayed(_correlate_sources, pure=True)
+    meta = np.empty((0,) * image.ndim, result_dtype)
+    blocks = np.empty((*batch_blocks, len(rows), len(columns)), dtype=object)
+    for batch in np.ndindex(*batch_blocks):
+        exported = {key: cut(chunks[(*batch, *key)], wanted) for key, wanted in strips.items()}
+        batch_shape = tuple(image.chunks[axis][index] for axis, index in enumerate(batch))
+        for i, ((height, _, top), across) in enumerate(zip(rows, row_pieces, strict=True)):
+            for j, ((width, _, left), down) in enumerate(zip(columns, column_pieces,
+                                                             strict=True)):
+                sources = [[chunks[(*batch, a, b)] if (a, b) not in strips
+                            or (row_slice, column_slice) not in strips[a, b]
+                            else (exported[a, b], strips[a, b].index((row_slice, column_slice)))
+                            for b, column_slice in down] for a, row_slice in across]
+                task = correlate(sources, weights, (top, left), fill, fft, backend,
+                                 (height, width), result_dtype)
+                blocks[(*batch, i, j)] = da.from_delayed(
+                    task, (*batch_shape, height, width), dtype=result_dtype, meta=meta)
+    return da.block(blocks.tolist())
 
 
-def _correlate_block(region, weights, offsets, padding, fill, fft, backend, shape, result_dtype):
+def _whole(part: slice, size: int) -> bool:
+    return part.start == 0 and part.stop == size and part.step == 1
+
+
+def _cut_strips(chunk, parts):
+    """Copies of ``chunk``'s ``(rows, columns)`` parts (a copy sends only the strip)."""
+    return tuple(np.ascontiguousarray(chunk[..., rows, columns]) for rows, columns in parts)
+
+
+def _correlate_sources(sources, weights, offsets, fill, fft, backend, shape, result_dtype):
+    """One block of the result, from its region joined from ``sources``.
+
+    ``sources`` holds, per piece of the region, a chunk or ``(strips,
+    index)``.  The region holds every image element the block reads; what
+    lies outside it is the "constant" boundary, filled on the fly.
+    """
+    grid = [[source[0][source[1]] if isinstance(source, tuple) else source
+             for source in across] for across in sources]
+    region = grid[0][0] if len(grid) == 1 and len(grid[0]) == 1 else np.block(grid)
     batch_shape = region.shape[:-2]
     images = np.ascontiguousarray(region.reshape(-1, *region.shape[-2:]), dtype=weights.dtype)
     result = np.empty((images.shape[0], *shape), weights.dtype)
-    # The region holds every image element the block reads; what lies outside
-    # it is the "constant" boundary, filled on the fly.
     convolution.correlate_padded(images, weights, offsets, "constant", fill,
                                  "fft" if fft else "direct", backend, result)
     return result.reshape(*batch_shape, *shape).astype(result_dtype, copy=False)
