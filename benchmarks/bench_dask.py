@@ -14,6 +14,10 @@ without dask).  One group per kernel, its members side by side:
 
 The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
 5x5 and 15x15 kernels, mode "same".
+
+``test_threaded_scheduler``: dask's threaded scheduler on 1 and 2 threads, 1
+fastcalc thread per task, correlate2d and sigmoid over a 4096x4096 float32
+array in 1024x1024 chunks, stored into an in-memory array.
 """
 
 import numpy as np
@@ -22,6 +26,7 @@ import pytest
 import fastcalc
 from fastcalc import _bench
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -74,3 +79,24 @@ def test_correlate2d_same(benchmark, client, image, kernel_name, how):
         ndfilters = pytest.importorskip("dask_image.ndfilters")
         benchmark(lambda: _on_cluster(client, ndfilters.correlate(persisted, kernel,
                                                                    mode="constant")))
+
+
+THREADED = {
+    "correlate2d 4096x4096 float32 5x5 same": lambda x: fastcalc.correlate2d(
+        x, _kernel(5), "same"),
+    "sigmoid 4096x4096 float32": fastcalc.sigmoid,
+}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("kernel", sorted(THREADED))
+def test_threaded_scheduler(benchmark, kernel, workers):
+    """dask's threaded scheduler on 1 and 2 threads, fastcalc's kernels on 1 thread per task:
+    the kernels release the GIL, so two tasks run at once.  Results are stored into one
+    array (no gathering copy at the end)."""
+    image = np.random.default_rng(0).standard_normal((4096, 4096)).astype(np.float32)
+    lazy = THREADED[kernel](da.from_array(image, chunks=1024))
+    out = np.empty(lazy.shape, lazy.dtype)
+    benchmark.group = f"{kernel}, chunks 1024, threaded scheduler"
+    with _bench.thread_count(1), dask.config.set(scheduler="threads", num_workers=workers):
+        benchmark(da.store, lazy, out, lock=False)
