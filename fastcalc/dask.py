@@ -316,21 +316,85 @@ def _cut_strips(chunk, parts):
 
 
 def _correlate_sources(sources, weights, offsets, fill, fft, backend, shape, result_dtype):
-    """One block of the result, from its region joined from ``sources``.
+    """One block of the result, from the region its ``sources`` make up.
 
-    ``sources`` holds, per piece of the region, a chunk or ``(strips,
-    index)``.  The region holds every image element the block reads; what
-    lies outside it is the "constant" boundary, filled on the fly.
+    ``sources`` holds, per piece of the region (rows of pieces), a chunk or
+    ``(strips, index)``.  What lies outside the region is the "constant"
+    boundary, filled on the fly.  The direct method computes the whole block
+    from the largest whole chunk among the pieces, without copying it (the
+    taps outside it count as fill), then computes again the bands of outputs
+    whose taps reach other pieces, from windows of the region joined from
+    the pieces: every output is the same rounded sum on any path, so the
+    bands hold the bits of a call on the whole region.
     """
     grid = [[source[0][source[1]] if isinstance(source, tuple) else source
              for source in across] for across in sources]
-    region = grid[0][0] if len(grid) == 1 and len(grid[0]) == 1 else np.block(grid)
-    batch_shape = region.shape[:-2]
-    images = np.ascontiguousarray(region.reshape(-1, *region.shape[-2:]), dtype=weights.dtype)
+    row_starts = np.cumsum([0] + [across[0].shape[-2] for across in grid]).tolist()
+    column_starts = np.cumsum([0] + [piece.shape[-1] for piece in grid[0]]).tolist()
+    whole = [(grid[i][j].size, i, j) for i, across in enumerate(sources)
+             for j, source in enumerate(across) if not isinstance(source, tuple)]
+    if fft or not whole:
+        return _correlate_window(grid, row_starts, column_starts,
+                                 (0, row_starts[-1]), (0, column_starts[-1]), weights, offsets,
+                                 fill, fft, backend, (0, shape[0]), (0, shape[1]), result_dtype)
+    _, i, j = max(whole)
+    main = grid[i][j]
+    (kh, kw), (top, left) = weights.shape, offsets
+    good_rows = _reaching_only(shape[0], top, kh, row_starts[-1], row_starts[i], row_starts[i + 1])
+    good_columns = _reaching_only(shape[1], left, kw, column_starts[-1], column_starts[j],
+                                  column_starts[j + 1])
+    images = np.ascontiguousarray(main.reshape(-1, *main.shape[-2:]), dtype=weights.dtype)
     result = np.empty((images.shape[0], *shape), weights.dtype)
-    convolution.correlate_padded(images, weights, offsets, "constant", fill,
-                                 "fft" if fft else "direct", backend, result)
-    return result.reshape(*batch_shape, *shape).astype(result_dtype, copy=False)
+    convolution.correlate_padded(images, weights, (top + row_starts[i], left + column_starts[j]),
+                                 "constant", fill, "direct", backend, result)
+    (g0, g1), (c0, c1) = good_rows, good_columns
+    for rows, columns in (((0, g0), (0, shape[1])), ((g1, shape[0]), (0, shape[1])),
+                          ((g0, g1), (0, c0)), ((g0, g1), (c1, shape[1]))):
+        if rows[1] > rows[0] and columns[1] > columns[0]:
+            band = _correlate_window(grid, row_starts, column_starts,
+                                     _reads_of(rows, top, kh, row_starts[-1]),
+                                     _reads_of(columns, left, kw, column_starts[-1]), weights,
+                                     offsets, fill, False, backend, rows, columns, None)
+            result[:, rows[0]:rows[1], columns[0]:columns[1]] = band
+    return result.reshape(*main.shape[:-2], *shape).astype(result_dtype, copy=False)
+
+
+def _reaching_only(outputs: int, before: int, taps: int, size: int, start: int, stop: int):
+    """``[first, last)``: the outputs along an axis whose taps inside ``[0, size)`` all lie in
+    ``[start, stop)`` (output r reads r - before ... r - before + taps - 1); (0, 0) if none."""
+    low = np.maximum(np.arange(outputs) - before, 0)
+    high = np.minimum(np.arange(outputs) - before + taps, size)
+    good = np.flatnonzero((low >= high) | ((low >= start) & (high <= stop)))
+    return (int(good[0]), int(good[-1]) + 1) if good.size else (0, 0)
+
+
+def _reads_of(outputs: tuple[int, int], before: int, taps: int, size: int) -> tuple[int, int]:
+    """The part of ``[0, size)`` that outputs ``[first, last)`` read."""
+    return max(outputs[0] - before, 0), min(outputs[1] - before + taps - 1, size)
+
+
+def _correlate_window(grid, row_starts, column_starts, rows, columns, weights, offsets, fill,
+                      fft, backend, out_rows, out_columns, result_dtype):
+    """Outputs ``out_rows`` x ``out_columns`` of the block, from the region's ``rows`` x
+    ``columns`` joined from the pieces of ``grid``; the compute dtype, (B, h, w), unless
+    ``result_dtype`` is given (then shaped as the block)."""
+    pieces = [[piece[..., max(rows[0], r0) - r0:min(rows[1], r1) - r0,
+                     max(columns[0], c0) - c0:min(columns[1], c1) - c0]
+               for piece, c0, c1 in zip(across, column_starts, column_starts[1:], strict=False)
+               if c1 > columns[0] and c0 < columns[1]]
+              for across, r0, r1 in zip(grid, row_starts, row_starts[1:], strict=False)
+              if r1 > rows[0] and r0 < rows[1]]
+    window = pieces[0][0] if len(pieces) == 1 and len(pieces[0]) == 1 else np.block(pieces)
+    images = np.ascontiguousarray(window.reshape(-1, *window.shape[-2:]), dtype=weights.dtype)
+    shape = (out_rows[1] - out_rows[0], out_columns[1] - out_columns[0])
+    result = np.empty((images.shape[0], *shape), weights.dtype)
+    top, left = offsets
+    convolution.correlate_padded(images, weights,
+                                 (top + rows[0] - out_rows[0], left + columns[0] - out_columns[0]),
+                                 "constant", fill, "fft" if fft else "direct", backend, result)
+    if result_dtype is None:
+        return result
+    return result.reshape(*window.shape[:-2], *shape).astype(result_dtype, copy=False)
 
 
 # --- functions of independent items along a batch axis ----------------------------------
