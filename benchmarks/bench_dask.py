@@ -8,7 +8,8 @@ without dask).  One group per kernel, its members side by side:
 - ``in memory``: the same call at fastcalc's default thread count;
 - ``LocalCluster 2x1``: the dask array persisted on a ``dask.distributed``
   LocalCluster of 2 worker processes of 1 thread (loopback), the result
-  persisted there too (computed, not gathered);
+  persisted there too (computed, not gathered), the graph built in the
+  timed call;
 - ``dask-image`` (when installed): ``dask_image.ndfilters.correlate`` on the
   same cluster, for "same" with a zero fill (its ``mode="constant"``).
 
@@ -19,6 +20,8 @@ The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
 fastcalc thread per task, correlate2d and sigmoid over a 4096x4096 float32
 array in 1024x1024 chunks, stored into an in-memory array.
 """
+
+import time
 
 import numpy as np
 import pytest
@@ -55,11 +58,26 @@ def _kernel(size):
     return np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
 
 
-def _on_cluster(client, lazy):
-    """Compute ``lazy`` on the cluster, keep the result there, then let it go."""
-    result = client.persist(lazy)
-    distributed.wait(result)
-    del result
+def _time_on_cluster(benchmark, client, build):
+    """Time building ``build()``'s graph and computing it on the cluster, the result kept there.
+
+    Before each round (untimed), the previous round's result is released and
+    forgotten by the cluster: the same keys still in memory would be reused.
+    """
+    held = []
+
+    def forget_previous():
+        while held:
+            keys = held.pop()
+            while any(client.who_has(keys).values()):
+                time.sleep(0.01)
+
+    def compute():
+        result = client.persist(build())
+        distributed.wait(result)
+        held.append([future.key for future in distributed.futures_of(result)])
+
+    benchmark.pedantic(compute, setup=forget_previous, rounds=7, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("kernel_name", sorted(KERNELS))
@@ -74,11 +92,12 @@ def test_correlate2d_same(benchmark, client, image, kernel_name, how):
         with _bench.thread_count(1 if how.endswith("1 thread") else None):
             benchmark(fastcalc.correlate2d, local, kernel, "same", out=out)
     elif how == "LocalCluster 2x1":
-        benchmark(lambda: _on_cluster(client, fastcalc.correlate2d(persisted, kernel, "same")))
+        _time_on_cluster(benchmark, client,
+                         lambda: fastcalc.correlate2d(persisted, kernel, "same"))
     else:
         ndfilters = pytest.importorskip("dask_image.ndfilters")
-        benchmark(lambda: _on_cluster(client, ndfilters.correlate(persisted, kernel,
-                                                                   mode="constant")))
+        _time_on_cluster(benchmark, client,
+                         lambda: ndfilters.correlate(persisted, kernel, mode="constant"))
 
 
 THREADED = {
