@@ -51,7 +51,7 @@ __all__ = ["conv2d", "conv2d_backward", "convolve2d", "correlate2d", "fit_linear
 def _check_dask(x, name: str) -> da.Array:
     if not isinstance(x, da.Array):
         raise TypeError(f"{name} must be a dask.array.Array, got {type(x).__name__} "
-                        f"(the functions of fastcalc itself take in-memory arrays)")
+                        "(fastcalc's own functions take both)")
     return x
 
 
@@ -116,10 +116,9 @@ def correlate2d(in1, in2, mode: str = "full", boundary: str = "fill", fillvalue:
 
     Notes
     -----
-    Direct method: every output element is the same sum of the same
-    products as in memory; the compiled kernels may round it differently
-    where a block's width places it in a vector's remainder, within the
-    in-memory tolerances.  FFT: each block is transformed on its own, so
+    Direct method: the in-memory bits, for every chunking and backend (every
+    kernel computes each output as the same rounded sum, whichever of its
+    paths computes it).  FFT: each block is transformed on its own, so
     results match the in-memory FFT to its tolerances, not bit for bit.
 
     Examples
