@@ -181,7 +181,7 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
 def _in_one_block(image, kernel, mode, boundary, fillvalue, method, backend, flip, result_dtype):
     """The in-memory function on the whole image: scipy's rules that see the whole of it."""
     function = convolution.convolve2d if flip else convolution.correlate2d
-    first, shape = convolution.window(mode, image.shape[-2:], kernel.shape, flip)
+    _, shape = convolution.window(mode, image.shape[-2:], kernel.shape, flip)
     if mode == "valid" and any(k > i for k, i in zip(kernel.shape, image.shape, strict=True)):
         shape = (kernel.shape[0] - image.shape[0] + 1, kernel.shape[1] - image.shape[1] + 1)
     whole = image.rechunk({image.ndim - 2: -1, image.ndim - 1: -1})
@@ -266,36 +266,35 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
     ``(length, reads, offset)`` (see :func:`_reads`).  A block's task gets
     the chunks it reads whole as they are, and the parts of others from the
     tuple of strips their chunk's task cut (copies: a worker sends only
-    those), then joins them into one region (its only copy of the image)
-    and correlates it.
+    those); see :func:`_correlate_sources`.
     """
     batch_blocks = image.numblocks[:-2]
     row_pieces = [_pieces(reads, image.chunks[-2]) for _, reads, _ in rows]
     column_pieces = [_pieces(reads, image.chunks[-1]) for _, reads, _ in columns]
     chunks = image.to_delayed()
-    # The strips each chunk of the image's axes gives (pieces that are not the whole chunk).
+    # The strips each chunk of the image's axes gives: pieces that are not the whole chunk
+    # (slices are unhashable before Python 3.12: lists).
     strips: dict[tuple[int, int], list[tuple[slice, slice]]] = {}
     for across in row_pieces:
         for down in column_pieces:
             for a, row_slice in across:
                 for b, column_slice in down:
-                    if not (_whole(row_slice, image.chunks[-2][a])
-                            and _whole(column_slice, image.chunks[-1][b])):
-                        wanted = strips.setdefault((a, b), [])
-                        if (row_slice, column_slice) not in wanted:
-                            wanted.append((row_slice, column_slice))
+                    wanted = strips.setdefault((a, b), [])
+                    if (not _whole(image, a, row_slice, b, column_slice)
+                            and (row_slice, column_slice) not in wanted):
+                        wanted.append((row_slice, column_slice))
     cut = dask.delayed(_cut_strips, pure=True)
     correlate = dask.delayed(_correlate_sources, pure=True)
     meta = np.empty((0,) * image.ndim, result_dtype)
     blocks = np.empty((*batch_blocks, len(rows), len(columns)), dtype=object)
     for batch in np.ndindex(*batch_blocks):
-        exported = {key: cut(chunks[(*batch, *key)], wanted) for key, wanted in strips.items()}
+        exported = {key: cut(chunks[(*batch, *key)], wanted)
+                    for key, wanted in strips.items() if wanted}
         batch_shape = tuple(image.chunks[axis][index] for axis, index in enumerate(batch))
         for i, ((height, _, top), across) in enumerate(zip(rows, row_pieces, strict=True)):
             for j, ((width, _, left), down) in enumerate(zip(columns, column_pieces,
                                                              strict=True)):
-                sources = [[chunks[(*batch, a, b)] if (a, b) not in strips
-                            or (row_slice, column_slice) not in strips[a, b]
+                sources = [[chunks[(*batch, a, b)] if _whole(image, a, row_slice, b, column_slice)
                             else (exported[a, b], strips[a, b].index((row_slice, column_slice)))
                             for b, column_slice in down] for a, row_slice in across]
                 task = correlate(sources, weights, (top, left), fill, fft, backend,
@@ -305,8 +304,10 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
     return da.block(blocks.tolist())
 
 
-def _whole(part: slice, size: int) -> bool:
-    return part.start == 0 and part.stop == size and part.step == 1
+def _whole(image, a: int, rows: slice, b: int, columns: slice) -> bool:
+    """Whether ``rows`` x ``columns`` of chunk (a, b) of ``image``'s axes is the whole chunk."""
+    return all(part.start == 0 and part.stop == size and part.step == 1
+               for part, size in ((rows, image.chunks[-2][a]), (columns, image.chunks[-1][b])))
 
 
 def _cut_strips(chunk, parts):

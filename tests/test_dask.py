@@ -125,45 +125,42 @@ def correlations(draw):
         flip=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
-def _inputs(case):
+def _prepared(case):
+    """The case's image and kernel, and ``call(in1, **options)``: its correlation of ``in1``."""
     rng = np.random.default_rng(case["seed"])
     image = rng.standard_normal(case["shape"]).astype(case["dtype"])
     kernel = rng.standard_normal(case["kernel"]).astype(case["dtype"])
-    return image, kernel
+    function = fastcalc.convolve2d if case["flip"] else fastcalc.correlate2d
 
+    def call(in1, **options):
+        return function(in1, kernel, case["mode"], case["boundary"], case["fillvalue"],
+                        **options)
 
-def _filter(case):
-    return fastcalc.convolve2d if case["flip"] else fastcalc.correlate2d
+    return image, kernel, call
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(correlations())
 def test_direct_correlation_on_dask_is_bit_identical_for_every_chunking(case):
-    image, kernel = _inputs(case)
-    function = _filter(case)
-    arguments = (case["mode"], case["boundary"], case["fillvalue"])
-    lazy = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
-                    method="direct")
-    expected = function(image, kernel, *arguments, method="direct")
+    image, _, call = _prepared(case)
+    lazy = call(da.from_array(image, chunks=case["chunks"]), method="direct")
+    expected = call(image, method="direct")
     assert (lazy.shape, lazy.dtype) == (expected.shape, expected.dtype)
     assert lazy.chunks[:-2] == case["chunks"][:-2]
     for backend in BACKENDS:
-        got = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
-                       method="direct", backend=backend).compute(scheduler="sync")
-        np.testing.assert_array_equal(
-            got, function(image, kernel, *arguments, method="direct", backend=backend),
-            err_msg=f"backend {backend}")
+        got = call(da.from_array(image, chunks=case["chunks"]), method="direct",
+                   backend=backend).compute(scheduler="sync")
+        np.testing.assert_array_equal(got, call(image, method="direct", backend=backend),
+                                      err_msg=f"backend {backend}")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(correlations())
 def test_fft_correlation_on_dask_matches_in_memory_to_its_tolerance(case):
-    image, kernel = _inputs(case)
-    function = _filter(case)
-    arguments = (case["mode"], case["boundary"], case["fillvalue"])
-    got = function(da.from_array(image, chunks=case["chunks"]), kernel, *arguments,
-                   method="fft").compute(scheduler="threads")
-    expected = function(image, kernel, *arguments, method="fft")
+    image, kernel, call = _prepared(case)
+    got = call(da.from_array(image, chunks=case["chunks"]), method="fft").compute(
+        scheduler="threads")
+    expected = call(image, method="fft")
     scale = np.abs(image).max() * np.abs(kernel).sum() + abs(case["fillvalue"]) * np.abs(
         kernel).sum()
     tolerance = (1e-5 if case["dtype"] == "float32" else 1e-12) * scale
