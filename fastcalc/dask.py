@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 
 import numpy as np
 
@@ -40,6 +41,7 @@ except ImportError as error:  # pragma: no cover - the message is the point
                       "(or fastcalc's extra: pip install 'fastcalc[dask]')") from error
 
 import dask
+from dask.highlevelgraph import HighLevelGraph
 
 from fastcalc import _validate, activations, convolution, optim, rnn
 
@@ -266,12 +268,11 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
     ``(length, reads, offset)`` (see :func:`_reads`).  A block's task gets
     the chunks it reads whole as they are, and the parts of others from the
     tuple of strips their chunk's task cut (copies: a worker sends only
-    those); see :func:`_correlate_sources`.
+    those); see :func:`_correlate_sources`.  The graph is written directly:
+    no other tasks (no joins, no aliases).
     """
-    batch_blocks = image.numblocks[:-2]
     row_pieces = [_pieces(reads, image.chunks[-2]) for _, reads, _ in rows]
     column_pieces = [_pieces(reads, image.chunks[-1]) for _, reads, _ in columns]
-    chunks = image.to_delayed()
     # The strips each chunk of the image's axes gives: pieces that are not the whole chunk
     # (slices are unhashable before Python 3.12: lists).
     strips: dict[tuple[int, int], list[tuple[slice, slice]]] = {}
@@ -283,25 +284,33 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
                     if (not _whole(image, a, row_slice, b, column_slice)
                             and (row_slice, column_slice) not in wanted):
                         wanted.append((row_slice, column_slice))
-    cut = dask.delayed(_cut_strips, pure=True)
-    correlate = dask.delayed(_correlate_sources, pure=True)
-    meta = np.empty((0,) * image.ndim, result_dtype)
-    blocks = np.empty((*batch_blocks, len(rows), len(columns)), dtype=object)
-    for batch in np.ndindex(*batch_blocks):
-        exported = {key: cut(chunks[(*batch, *key)], wanted)
-                    for key, wanted in strips.items() if wanted}
-        batch_shape = tuple(image.chunks[axis][index] for axis, index in enumerate(batch))
+    token = dask.base.tokenize(image.name, rows, columns, weights, fill, fft, backend,
+                               result_dtype)
+    name, strips_name = f"correlate2d-{token}", f"correlate2d-strips-{token}"
+    tasks = {}
+    for batch in np.ndindex(*image.numblocks[:-2]):
+        for (a, b), wanted in strips.items():
+            if wanted:
+                tasks[(strips_name, *batch, a, b)] = (_cut_strips, (image.name, *batch, a, b),
+                                                      wanted)
         for i, ((height, _, top), across) in enumerate(zip(rows, row_pieces, strict=True)):
             for j, ((width, _, left), down) in enumerate(zip(columns, column_pieces,
                                                              strict=True)):
-                sources = [[chunks[(*batch, a, b)] if _whole(image, a, row_slice, b, column_slice)
-                            else (exported[a, b], strips[a, b].index((row_slice, column_slice)))
-                            for b, column_slice in down] for a, row_slice in across]
-                task = correlate(sources, weights, (top, left), fill, fft, backend,
-                                 (height, width), result_dtype)
-                blocks[(*batch, i, j)] = da.from_delayed(
-                    task, (*batch_shape, height, width), dtype=result_dtype, meta=meta)
-    return da.block(blocks.tolist())
+                whole = [[_whole(image, a, row_slice, b, column_slice)
+                          for b, column_slice in down] for a, row_slice in across]
+                sources = [[(image.name, *batch, a, b) if is_whole
+                            else (operator.getitem, (strips_name, *batch, a, b),
+                                  strips[a, b].index((row_slice, column_slice)))
+                            for (b, column_slice), is_whole in zip(down, whole_row, strict=True)]
+                           for (a, row_slice), whole_row in zip(across, whole, strict=True)]
+                tasks[(name, *batch, i, j)] = (_correlate_sources, sources, whole, weights,
+                                              (top, left), fill, fft, backend,
+                                              (height, width), result_dtype)
+    chunks = (*image.chunks[:-2], tuple(length for length, _, _ in rows),
+              tuple(length for length, _, _ in columns))
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[image])
+    return da.Array(graph, name, chunks, dtype=result_dtype,
+                    meta=np.empty((0,) * image.ndim, result_dtype))
 
 
 def _whole(image, a: int, rows: slice, b: int, columns: slice) -> bool:
@@ -315,29 +324,28 @@ def _cut_strips(chunk, parts):
     return tuple(np.ascontiguousarray(chunk[..., rows, columns]) for rows, columns in parts)
 
 
-def _correlate_sources(sources, weights, offsets, fill, fft, backend, shape, result_dtype):
-    """One block of the result, from the region its ``sources`` make up.
+def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape, result_dtype):
+    """One block of the result, from the region the pieces of ``grid`` make up.
 
-    ``sources`` holds, per piece of the region (rows of pieces), a chunk or
-    ``(strips, index)``.  What lies outside the region is the "constant"
-    boundary, filled on the fly.  The direct method computes the whole block
-    from the largest whole chunk among the pieces, without copying it (the
-    taps outside it count as fill), then computes again the bands of outputs
-    whose taps reach other pieces, from windows of the region joined from
-    the pieces: every output is the same rounded sum on any path, so the
-    bands hold the bits of a call on the whole region.
+    ``grid`` holds the pieces of the region (rows of pieces): chunks of the
+    image where ``whole`` is true, strips cut from them elsewhere.  What lies
+    outside the region is the "constant" boundary, filled on the fly.  The
+    direct method computes the whole block from the largest whole chunk
+    among the pieces, without copying it (the taps outside it count as
+    fill), then computes again the bands of outputs whose taps reach other
+    pieces, from windows of the region joined from the pieces: every output
+    is the same rounded sum on any path, so the bands hold the bits of a
+    call on the whole region.
     """
-    grid = [[source[0][source[1]] if isinstance(source, tuple) else source
-             for source in across] for across in sources]
     row_starts = np.cumsum([0] + [across[0].shape[-2] for across in grid]).tolist()
     column_starts = np.cumsum([0] + [piece.shape[-1] for piece in grid[0]]).tolist()
-    whole = [(grid[i][j].size, i, j) for i, across in enumerate(sources)
-             for j, source in enumerate(across) if not isinstance(source, tuple)]
-    if fft or not whole:
+    chunks = [(grid[i][j].size, i, j) for i, across in enumerate(whole)
+              for j, is_whole in enumerate(across) if is_whole]
+    if fft or not chunks:
         return _correlate_window(grid, row_starts, column_starts,
                                  (0, row_starts[-1]), (0, column_starts[-1]), weights, offsets,
                                  fill, fft, backend, (0, shape[0]), (0, shape[1]), result_dtype)
-    _, i, j = max(whole)
+    _, i, j = max(chunks)
     main = grid[i][j]
     (kh, kw), (top, left) = weights.shape, offsets
     good_rows = _reaching_only(shape[0], top, kh, row_starts[-1], row_starts[i], row_starts[i + 1])
