@@ -324,6 +324,12 @@ def _cut_strips(chunk, parts):
     return tuple(np.ascontiguousarray(chunk[..., rows, columns]) for rows, columns in parts)
 
 
+# The fewest columns a side band of a block is computed over: rows narrower
+# than the kernels' vectors take their scalar path (2041 rows of 7 outputs of
+# 15x15 taps, float32: 3 ms, against 0.5 ms for 16 outputs).
+SIDE_BAND = 16
+
+
 def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape, result_dtype):
     """One block of the result, from the region the pieces of ``grid`` make up.
 
@@ -356,6 +362,10 @@ def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape,
     convolution.correlate_padded(images, weights, (top + row_starts[i], left + column_starts[j]),
                                  "constant", fill, "direct", backend, result)
     (g0, g1), (c0, c1) = good_rows, good_columns
+    if c0:  # side bands some vectors wide (see SIDE_BAND)
+        c0 = min(max(c0, SIDE_BAND), c1)
+    if c1 < shape[1]:
+        c1 = max(min(c1, shape[1] - SIDE_BAND), c0)
     for rows, columns in (((0, g0), (0, shape[1])), ((g1, shape[0]), (0, shape[1])),
                           ((g0, g1), (0, c0)), ((g0, g1), (c1, shape[1]))):
         if rows[1] > rows[0] and columns[1] > columns[0]:
