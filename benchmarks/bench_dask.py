@@ -3,22 +3,25 @@
 Run: ``pytest benchmarks/bench_dask.py`` (needs ``pip install ".[dask]"``; skipped
 without dask).  One group per kernel, its members side by side:
 
-- ``in memory, 1 thread``: fastcalc's call on the whole array, ``out=`` given,
-  on one thread (the reference for the scale-out ratios);
+- ``in memory, 1 thread``: fastcalc's call on the whole array (``out=`` given
+  where the function takes it), on one thread (the reference for the
+  scale-out ratios);
 - ``in memory``: the same call at fastcalc's default thread count;
-- ``LocalCluster 2x1``: the dask array persisted on a ``dask.distributed``
-  LocalCluster of 2 worker processes of 1 thread (loopback), the result
-  persisted there too (computed, not gathered), the graph built in the
-  timed call;
+- ``LocalCluster 2x1`` and ``LocalCluster 1x1``: the dask array persisted on
+  a ``dask.distributed`` LocalCluster of 2 (1) worker processes of 1 thread
+  (loopback), the result persisted there too (computed, not gathered), the
+  graph built in the timed call;
 - ``dask-image`` (when installed): ``dask_image.ndfilters.correlate`` on the
-  same cluster, for "same" with a zero fill (its ``mode="constant"``).
+  2x1 cluster, for "same" with a zero fill (its ``mode="constant"``).
 
 The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
-5x5 and 15x15 kernels, mode "same".
+5x5 and 15x15 kernels, mode "same"; ``fit_logistic`` of 4000 problems of 256
+samples and 8 features (float64), chunks of 500 problems, 1000 steps.
 
 ``test_threaded_scheduler``: dask's threaded scheduler on 1 and 2 threads, 1
-fastcalc thread per task, correlate2d and sigmoid over a 4096x4096 float32
-array in 1024x1024 chunks, stored into an in-memory array.
+fastcalc thread per task, over a 4096x4096 float32 array in 1024x1024 chunks
+(held in memory as dask holds persisted chunks: each its own array), stored
+into one in-memory array.
 """
 
 import time
@@ -37,28 +40,37 @@ SIZE, CHUNK = 8192, 2048
 KERNELS = {"5x5": 5, "15x15": 15}
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster of 2 worker processes of 1 thread, on loopback."""
-    with _bench.local_cluster(workers=2, threads_per_worker=1) as client:
-        yield client
+def _cluster(workers):
+    """A LocalCluster of ``workers`` processes of 1 thread on loopback, and the image there."""
+    with _bench.local_cluster(workers=workers, threads_per_worker=1) as client:
+        lazy = da.random.default_rng(0).standard_normal((SIZE, SIZE), chunks=CHUNK,
+                                                       dtype=np.float32)
+        image = client.persist(lazy)
+        distributed.wait(image)
+        yield client, image
 
 
 @pytest.fixture(scope="module")
-def image(client):
-    """The image on the cluster (persisted), and a copy of it in this process."""
-    lazy = da.random.default_rng(0).standard_normal((SIZE, SIZE), chunks=CHUNK,
-                                                   dtype=np.float32)
-    persisted = client.persist(lazy)
-    distributed.wait(persisted)
-    return persisted, persisted.compute()
+def two_workers():
+    yield from _cluster(2)
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    yield from _cluster(1)
+
+
+@pytest.fixture(scope="module")
+def local_image(two_workers):
+    """A copy of the image in this process."""
+    return two_workers[1].compute()
 
 
 def _kernel(size):
     return np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
 
 
-def _time_on_cluster(benchmark, client, build):
+def _time_on_cluster(benchmark, client, build, rounds=7):
     """Time building ``build()``'s graph and computing it on the cluster, the result kept there.
 
     Before each round (untimed), the previous round's result is released and
@@ -77,32 +89,66 @@ def _time_on_cluster(benchmark, client, build):
         distributed.wait(result)
         held.append([future.key for future in distributed.futures_of(result)])
 
-    benchmark.pedantic(compute, setup=forget_previous, rounds=7, warmup_rounds=1)
+    benchmark.pedantic(compute, setup=forget_previous, rounds=rounds, warmup_rounds=1)
+
+
+CLUSTERS = {"LocalCluster 2x1": "two_workers", "LocalCluster 1x1": "one_worker"}
+HOWS = ["in memory, 1 thread", "in memory", *CLUSTERS]
 
 
 @pytest.mark.parametrize("kernel_name", sorted(KERNELS))
-@pytest.mark.parametrize("how", ["in memory, 1 thread", "in memory", "LocalCluster 2x1",
-                                 "dask-image"])
-def test_correlate2d_same(benchmark, client, image, kernel_name, how):
-    persisted, local = image
+@pytest.mark.parametrize("how", [*HOWS, "dask-image"])
+def test_correlate2d_same(benchmark, request, local_image, kernel_name, how):
     kernel = _kernel(KERNELS[kernel_name])
     benchmark.group = f"correlate2d {SIZE}x{SIZE} float32 {kernel_name} same, chunks {CHUNK}"
     if how.startswith("in memory"):
-        out = np.empty_like(local)
+        out = np.empty_like(local_image)
         with _bench.thread_count(1 if how.endswith("1 thread") else None):
-            benchmark(fastcalc.correlate2d, local, kernel, "same", out=out)
-    elif how == "LocalCluster 2x1":
-        _time_on_cluster(benchmark, client,
-                         lambda: fastcalc.correlate2d(persisted, kernel, "same"))
+            benchmark(fastcalc.correlate2d, local_image, kernel, "same", out=out)
+    elif how in CLUSTERS:
+        client, image = request.getfixturevalue(CLUSTERS[how])
+        _time_on_cluster(benchmark, client, lambda: fastcalc.correlate2d(image, kernel, "same"))
     else:
         ndfilters = pytest.importorskip("dask_image.ndfilters")
+        client, image = request.getfixturevalue("two_workers")
         _time_on_cluster(benchmark, client,
-                         lambda: ndfilters.correlate(persisted, kernel, mode="constant"))
+                         lambda: ndfilters.correlate(image, kernel, mode="constant"))
+
+
+PROBLEMS, SAMPLES, FEATURES, PROBLEMS_PER_CHUNK = 4000, 256, 8, 500
+
+
+def _problems():
+    """X (P, N, D) and y (P, N) in chunks of problems, lazy (the same numbers on every run)."""
+    rng = da.random.default_rng(0)
+    X = rng.standard_normal((PROBLEMS, SAMPLES, FEATURES), chunks=(PROBLEMS_PER_CHUNK, -1, -1))
+    y = (rng.random((PROBLEMS, SAMPLES), chunks=(PROBLEMS_PER_CHUNK, -1)) < 0.5).astype(
+        np.float64)
+    return X, y
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_fit_logistic(benchmark, request, how):
+    benchmark.group = (f"fit_logistic {PROBLEMS} x ({SAMPLES} x {FEATURES}) float64, "
+                       f"chunks {PROBLEMS_PER_CHUNK}")
+    if how.startswith("in memory"):
+        X, y = dask.compute(*_problems(), scheduler="sync")
+        with _bench.thread_count(1 if how.endswith("1 thread") else None):
+            benchmark.pedantic(fastcalc.fit_logistic, (X, y), rounds=3, warmup_rounds=1)
+        return
+    client = request.getfixturevalue(CLUSTERS[how])[0]
+    X, y = client.persist(list(_problems()))
+    distributed.wait([X, y])
+    _time_on_cluster(benchmark, client,
+                     lambda: [field for field in fastcalc.fit_logistic(X, y) if field is not None],
+                     rounds=3)
 
 
 THREADED = {
     "correlate2d 4096x4096 float32 5x5 same": lambda x: fastcalc.correlate2d(
         x, _kernel(5), "same"),
+    "correlate2d 4096x4096 float32 15x15 same": lambda x: fastcalc.correlate2d(
+        x, _kernel(15), "same"),
     "sigmoid 4096x4096 float32": fastcalc.sigmoid,
 }
 
@@ -113,8 +159,9 @@ def test_threaded_scheduler(benchmark, kernel, workers):
     """dask's threaded scheduler on 1 and 2 threads, fastcalc's kernels on 1 thread per task:
     the kernels release the GIL, so two tasks run at once.  Results are stored into one
     array (no gathering copy at the end)."""
-    image = np.random.default_rng(0).standard_normal((4096, 4096)).astype(np.float32)
-    lazy = THREADED[kernel](da.from_array(image, chunks=1024))
+    image = da.random.default_rng(0).standard_normal((4096, 4096), chunks=1024,
+                                                     dtype=np.float32)
+    lazy = THREADED[kernel](image.persist(scheduler="sync"))
     out = np.empty(lazy.shape, lazy.dtype)
     benchmark.group = f"{kernel}, chunks 1024, threaded scheduler"
     with _bench.thread_count(1), dask.config.set(scheduler="threads", num_workers=workers):

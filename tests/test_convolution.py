@@ -520,16 +520,17 @@ def test_the_fft_method_needs_less_memory_than_its_output():
 
 @pytest.mark.parametrize("name", list(COMPILED))
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 40), width=st.integers(1, 70), kh=st.integers(1, 7),
-       kw=st.integers(1, 7), fill=st.sampled_from([0.0, 1.5]), dtype=st.sampled_from(["f4", "f8"]),
+@given(height=st.integers(1, 40), width=st.integers(1, 70), kh=st.integers(1, 9),
+       kw=st.integers(1, 19), fill=st.sampled_from([0.0, 1.5]), dtype=st.sampled_from(["f4", "f8"]),
        window=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
        seed=st.integers(0, 2**16))
 def test_compiled_correlate_gives_an_output_the_same_bits_in_any_window(
         name, height, width, kh, kw, fill, dtype, window, seed):
     # What fastcalc.dask relies on: a window of the output computed from the
     # image rows and columns it reads (the rest filled on the fly) holds the
-    # bits of the whole call, whichever path (vector rows, narrow rows, edges)
-    # computes each element in either call.
+    # bits of the whole call, whichever path (vector rows, narrow rows, edges
+    # column by column or in groups of up to 8 columns) computes each element
+    # in either call.
     rng = np.random.default_rng(seed)
     image = rng.standard_normal((1, height, width)).astype(dtype)
     kernel = rng.standard_normal((kh, kw)).astype(dtype)
