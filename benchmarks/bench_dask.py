@@ -14,6 +14,10 @@ without dask).  One group per kernel, its members side by side:
 - ``dask-image`` (when installed): ``dask_image.ndfilters.correlate`` on the
   2x1 cluster, for "same" with a zero fill (its ``mode="constant"``).
 
+Each test's name says which it is (``..._in_memory[...]``,
+``..._on_cluster[LocalCluster 2x1-...]``, ``..._dask_image[...]``); only one
+cluster runs at a time.
+
 The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
 5x5 and 15x15 kernels, mode "same"; ``fit_logistic`` of 4000 problems of 256
 samples and 8 features (float64), chunks of 500 problems, 1000 steps.
@@ -40,30 +44,26 @@ SIZE, CHUNK = 8192, 2048
 KERNELS = {"5x5": 5, "15x15": 15}
 
 
-def _cluster(workers):
-    """A LocalCluster of ``workers`` processes of 1 thread on loopback, and the image there."""
-    with _bench.local_cluster(workers=workers, threads_per_worker=1) as client:
-        lazy = da.random.default_rng(0).standard_normal((SIZE, SIZE), chunks=CHUNK,
-                                                       dtype=np.float32)
-        image = client.persist(lazy)
+def _image():
+    """The image, lazy, in chunks (the same numbers on every run)."""
+    return da.random.default_rng(0).standard_normal((SIZE, SIZE), chunks=CHUNK,
+                                                   dtype=np.float32)
+
+
+@pytest.fixture(scope="module", params=[2, 1], ids=["LocalCluster 2x1", "LocalCluster 1x1"])
+def cluster(request):
+    """A LocalCluster of 2 (1) worker processes of 1 thread on loopback, the image persisted
+    there.  One cluster at a time: an idle second cluster slowed the first by up to 40%."""
+    with _bench.local_cluster(workers=request.param, threads_per_worker=1) as client:
+        image = client.persist(_image())
         distributed.wait(image)
         yield client, image
 
 
 @pytest.fixture(scope="module")
-def two_workers():
-    yield from _cluster(2)
-
-
-@pytest.fixture(scope="module")
-def one_worker():
-    yield from _cluster(1)
-
-
-@pytest.fixture(scope="module")
-def local_image(two_workers):
-    """A copy of the image in this process."""
-    return two_workers[1].compute()
+def local_image():
+    """The image in this process."""
+    return _image().compute(scheduler="sync")
 
 
 def _kernel(size):
@@ -92,27 +92,38 @@ def _time_on_cluster(benchmark, client, build, rounds=7):
     benchmark.pedantic(compute, setup=forget_previous, rounds=rounds, warmup_rounds=1)
 
 
-CLUSTERS = {"LocalCluster 2x1": "two_workers", "LocalCluster 1x1": "one_worker"}
-HOWS = ["in memory, 1 thread", "in memory", *CLUSTERS]
+IN_MEMORY = ["in memory, 1 thread", "in memory"]
+
+
+def _correlate_group(kernel_name):
+    return f"correlate2d {SIZE}x{SIZE} float32 {kernel_name} same, chunks {CHUNK}"
 
 
 @pytest.mark.parametrize("kernel_name", sorted(KERNELS))
-@pytest.mark.parametrize("how", [*HOWS, "dask-image"])
-def test_correlate2d_same(benchmark, request, local_image, kernel_name, how):
-    kernel = _kernel(KERNELS[kernel_name])
-    benchmark.group = f"correlate2d {SIZE}x{SIZE} float32 {kernel_name} same, chunks {CHUNK}"
-    if how.startswith("in memory"):
-        out = np.empty_like(local_image)
-        with _bench.thread_count(1 if how.endswith("1 thread") else None):
-            benchmark(fastcalc.correlate2d, local_image, kernel, "same", out=out)
-    elif how in CLUSTERS:
-        client, image = request.getfixturevalue(CLUSTERS[how])
-        _time_on_cluster(benchmark, client, lambda: fastcalc.correlate2d(image, kernel, "same"))
-    else:
-        ndfilters = pytest.importorskip("dask_image.ndfilters")
-        client, image = request.getfixturevalue("two_workers")
-        _time_on_cluster(benchmark, client,
-                         lambda: ndfilters.correlate(image, kernel, mode="constant"))
+@pytest.mark.parametrize("how", IN_MEMORY)
+def test_correlate2d_same_in_memory(benchmark, local_image, kernel_name, how):
+    benchmark.group = _correlate_group(kernel_name)
+    out = np.empty_like(local_image)
+    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+        benchmark(fastcalc.correlate2d, local_image, _kernel(KERNELS[kernel_name]), "same",
+                  out=out)
+
+
+@pytest.mark.parametrize("kernel_name", sorted(KERNELS))
+def test_correlate2d_same_on_cluster(benchmark, cluster, kernel_name):
+    benchmark.group = _correlate_group(kernel_name)
+    (client, image), kernel = cluster, _kernel(KERNELS[kernel_name])
+    _time_on_cluster(benchmark, client, lambda: fastcalc.correlate2d(image, kernel, "same"))
+
+
+@pytest.mark.parametrize("cluster", [2], indirect=True, ids=["LocalCluster 2x1"])
+@pytest.mark.parametrize("kernel_name", sorted(KERNELS))
+def test_correlate2d_same_dask_image(benchmark, cluster, kernel_name):
+    ndfilters = pytest.importorskip("dask_image.ndfilters")
+    benchmark.group = _correlate_group(kernel_name)
+    (client, image), kernel = cluster, _kernel(KERNELS[kernel_name])
+    _time_on_cluster(benchmark, client, lambda: ndfilters.correlate(image, kernel,
+                                                                    mode="constant"))
 
 
 PROBLEMS, SAMPLES, FEATURES, PROBLEMS_PER_CHUNK = 4000, 256, 8, 500
@@ -127,16 +138,22 @@ def _problems():
     return X, y
 
 
-@pytest.mark.parametrize("how", HOWS)
-def test_fit_logistic(benchmark, request, how):
-    benchmark.group = (f"fit_logistic {PROBLEMS} x ({SAMPLES} x {FEATURES}) float64, "
-                       f"chunks {PROBLEMS_PER_CHUNK}")
-    if how.startswith("in memory"):
-        X, y = dask.compute(*_problems(), scheduler="sync")
-        with _bench.thread_count(1 if how.endswith("1 thread") else None):
-            benchmark.pedantic(fastcalc.fit_logistic, (X, y), rounds=3, warmup_rounds=1)
-        return
-    client = request.getfixturevalue(CLUSTERS[how])[0]
+def _fit_group():
+    return (f"fit_logistic {PROBLEMS} x ({SAMPLES} x {FEATURES}) float64, "
+            f"chunks {PROBLEMS_PER_CHUNK}")
+
+
+@pytest.mark.parametrize("how", IN_MEMORY)
+def test_fit_logistic_in_memory(benchmark, how):
+    benchmark.group = _fit_group()
+    X, y = dask.compute(*_problems(), scheduler="sync")
+    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+        benchmark.pedantic(fastcalc.fit_logistic, (X, y), rounds=3, warmup_rounds=1)
+
+
+def test_fit_logistic_on_cluster(benchmark, cluster):
+    benchmark.group = _fit_group()
+    client = cluster[0]
     X, y = client.persist(list(_problems()))
     distributed.wait([X, y])
     _time_on_cluster(benchmark, client,
