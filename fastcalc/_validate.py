@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["MEMORY_BYTES", "Elementwise", "check_out", "common_dtype", "compute_dtype",
            "elementwise", "elementwise_fast", "finish", "is_dask_array", "no_out_with_dask",
-           "same_buffer"]
+           "on_dask", "same_buffer"]
 
 def _memory_bytes() -> int:
     """This machine's memory: the most one array asked for can take."""
@@ -39,6 +39,14 @@ def is_dask_array(x) -> bool:
     """
     return (type(x) is not np.ndarray and hasattr(x, "__dask_graph__")
             and type(x).__module__.startswith("dask."))
+
+
+def on_dask(name: str):
+    """:mod:`fastcalc.dask`'s function ``name``, where the public functions hand a dask
+    array (importing ``fastcalc.dask``, hence dask, only then)."""
+    from fastcalc import dask as fastcalc_dask
+
+    return getattr(fastcalc_dask, name)
 
 
 def no_out_with_dask(out, name: str) -> None:

@@ -34,9 +34,7 @@ def _run(name: str, x, out, backend, sliceable: bool = True):
     if operands is None or (sliceable and operands[0].size >= _SLICED_FROM):
         if _validate.is_dask_array(x):
             _validate.no_out_with_dask(out, "x")
-            from fastcalc import dask as fastcalc_dask
-
-            return fastcalc_dask.elementwise(name, x, backend)
+            return _validate.on_dask("elementwise")(name, x, backend)
         if sliceable and isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
             # Large: sliced before any copy.  No conversion and a compiled
             # kernel: faster, so larger slices.

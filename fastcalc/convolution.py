@@ -164,9 +164,7 @@ def convolve2d(
 def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip):
     if _validate.is_dask_array(in1):
         _validate.no_out_with_dask(out, "in1")
-        from fastcalc import dask as fastcalc_dask
-
-        function = fastcalc_dask.convolve2d if flip else fastcalc_dask.correlate2d
+        function = _validate.on_dask("convolve2d" if flip else "correlate2d")
         return function(in1, in2, mode, boundary, fillvalue, method=method, backend=backend)
     image, kernel = np.asarray(in1), np.asarray(in2)
     compute, result_dtype, fill = check_filter(image, kernel, mode, boundary, fillvalue, method)
@@ -564,9 +562,7 @@ def conv2d(
              [42.5, 50.5]]]])
     """
     if _validate.is_dask_array(x):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.conv2d(x, weight, bias, stride, padding, backend=backend)
+        return _validate.on_dask("conv2d")(x, weight, bias, stride, padding, backend=backend)
     layer = _Layer(x, weight, bias, stride, padding)
     out = np.empty(layer.out_shape, layer.compute)
     kernel = _dispatch.kernel("convolution", "conv2d", backend, _AUTO_ORDER)
@@ -635,10 +631,8 @@ def conv2d_backward(
            [4., 4.]]), array([4.]))
     """
     if _validate.is_dask_array(x) or _validate.is_dask_array(grad_out):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.conv2d_backward(grad_out, x, weight, stride, padding,
-                                             backend=backend)
+        return _validate.on_dask("conv2d_backward")(grad_out, x, weight, stride, padding,
+                                                    backend=backend)
     layer = _Layer(x, weight, None, stride, padding, grad_out)
     gradient = layer.grad_out
     grad_x = np.empty(layer.x.shape, layer.compute)

@@ -435,10 +435,8 @@ def gradient_descent(
     ((1000000,), True)
     """
     if _validate.is_dask_array(x0):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.gradient_descent(grad, x0, lr, n_iter, momentum=momentum, tol=tol,
-                                              history=history, backend=backend)
+        return _validate.on_dask("gradient_descent")(
+            grad, x0, lr, n_iter, momentum=momentum, tol=tol, history=history, backend=backend)
     if not callable(grad):
         raise TypeError(f"grad must be callable, got {type(grad).__name__}")
     array = np.asarray(x0)
@@ -751,9 +749,7 @@ def fit_logistic(
     backend: str | None = None,
 ) -> FitResult:
     if _validate.is_dask_array(X):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.fit_logistic(
+        return _validate.on_dask("fit_logistic")(
             X, y, lr=lr, n_iter=n_iter, loss=loss, reduction=reduction, batch_size=batch_size,
             l2=l2, fit_intercept=fit_intercept, w0=w0, seed=seed, backend=backend)
     if loss == "log":
@@ -781,9 +777,7 @@ def fit_linear(
     backend: str | None = None,
 ) -> FitResult:
     if _validate.is_dask_array(X):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.fit_linear(
+        return _validate.on_dask("fit_linear")(
             X, y, lr=lr, n_iter=n_iter, reduction=reduction, batch_size=batch_size, l2=l2,
             fit_intercept=fit_intercept, w0=w0, seed=seed, backend=backend)
     return _fit("fit_linear", _LINEAR_SQUARED, X, y, lr, n_iter, reduction, batch_size, l2,

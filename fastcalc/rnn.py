@@ -134,9 +134,7 @@ def rnn_forward(
            [1.7091]])
     """
     if _validate.is_dask_array(x):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.rnn_forward(x, h0, Wxh, Whh, Why, bh, by, backend=backend)
+        return _validate.on_dask("rnn_forward")(x, h0, Wxh, Whh, Why, bh, by, backend=backend)
     args = _Arguments(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, bh=bh, by=by)
     T, B, _ = args.x.shape
     compute = args.compute
@@ -227,10 +225,8 @@ def rnn_backward(
     (array([[2.9588]]), array([[0.2676]]))
     """
     if _validate.is_dask_array(x):
-        from fastcalc import dask as fastcalc_dask
-
-        return fastcalc_dask.rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, clip=clip,
-                                          backend=backend)
+        return _validate.on_dask("rnn_backward")(dy, x, h, h0, Wxh, Whh, Why, dh_last,
+                                                 clip=clip, backend=backend)
     args = _Arguments(x=x, h0=h0, Wxh=Wxh, Whh=Whh, Why=Why, dy=dy, h=h, dh_last=dh_last)
     if clip is None:
         limit = math.inf
