@@ -266,7 +266,10 @@ def uses_fft(method: str, weights: np.ndarray) -> bool:
 def correlate_padded(images, weights, offsets, padding, fill, method, backend, out):
     """``out`` (B, Ho, Wo) = the valid correlation of ``images`` (B, H, W) padded.
 
-    ``images`` and ``weights`` are C-contiguous in the compute dtype.  The
+    ``images`` and ``weights`` are in the compute dtype, ``weights`` C-contiguous;
+    ``images`` and ``out`` may be views whose rows and images lie apart in a
+    larger array, their rows contiguous (the direct kernels read and write
+    them in place; the FFT path takes C-contiguous ones).  The
     padded image has ``images``'s (0, 0) at ``offsets`` (top, left) and
     extends as ``np.pad(mode=padding)`` (with ``fill`` for "constant"), to
     at least ``(Ho + kh - 1, Wo + kw - 1)``; the direct method takes

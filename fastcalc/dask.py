@@ -336,12 +336,11 @@ def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape,
     ``grid`` holds the pieces of the region (rows of pieces): chunks of the
     image where ``whole`` is true, strips cut from them elsewhere.  What lies
     outside the region is the "constant" boundary, filled on the fly.  The
-    direct method computes the whole block from the largest whole chunk
-    among the pieces, without copying it (the taps outside it count as
-    fill), then computes again the bands of outputs whose taps reach other
-    pieces, from windows of the region joined from the pieces: every output
-    is the same rounded sum on any path, so the bands hold the bits of a
-    call on the whole region.
+    direct method computes the outputs that read only the largest whole
+    chunk among the pieces from it, without copying it, then the bands of
+    outputs whose taps reach other pieces from windows of the region joined
+    from the pieces: every output is the same rounded sum on any path, so
+    the block holds the bits of a call on the whole region.
     """
     row_starts = np.cumsum([0] + [across[0].shape[-2] for across in grid]).tolist()
     column_starts = np.cumsum([0] + [piece.shape[-1] for piece in grid[0]]).tolist()
@@ -357,15 +356,25 @@ def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape,
     good_rows = _reaching_only(shape[0], top, kh, row_starts[-1], row_starts[i], row_starts[i + 1])
     good_columns = _reaching_only(shape[1], left, kw, column_starts[-1], column_starts[j],
                                   column_starts[j + 1])
-    images = np.ascontiguousarray(main.reshape(-1, *main.shape[-2:]), dtype=weights.dtype)
+    images = main.reshape(-1, *main.shape[-2:])
+    if images.dtype != weights.dtype or (images.shape[-1] > 1
+                                         and images.strides[-1] != images.itemsize):
+        images = np.ascontiguousarray(images, dtype=weights.dtype)
     result = np.empty((images.shape[0], *shape), weights.dtype)
-    convolution.correlate_padded(images, weights, (top + row_starts[i], left + column_starts[j]),
-                                 "constant", fill, "direct", backend, result)
     (g0, g1), (c0, c1) = good_rows, good_columns
     if c0:  # side bands some vectors wide (see SIDE_BAND)
         c0 = min(max(c0, SIDE_BAND), c1)
     if c1 < shape[1]:
         c1 = max(min(c1, shape[1] - SIDE_BAND), c0)
+    if g1 > g0 and c1 > c0:
+        # Where the outputs [g0, g1) x [c0, c1) read the chunk from, as views: the kernels
+        # take views whose rows lie apart, and write the result's window in place.
+        first_row, first_column = g0 - top - row_starts[i], c0 - left - column_starts[j]
+        low_row, low_column = max(first_row, 0), max(first_column, 0)
+        convolution.correlate_padded(
+            images[:, low_row:, low_column:], weights,
+            (low_row - first_row, low_column - first_column), "constant", fill, "direct",
+            backend, result[:, g0:g1, c0:c1])
     for rows, columns in (((0, g0), (0, shape[1])), ((g1, shape[0]), (0, shape[1])),
                           ((g0, g1), (0, c0)), ((g0, g1), (c1, shape[1]))):
         if rows[1] > rows[0] and columns[1] > columns[0]:

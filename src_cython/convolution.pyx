@@ -293,9 +293,9 @@ cdef inline void _add(floating* target, floating weight, const floating* source,
 
 
 cdef void _row(
-    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
-    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
-    Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
+    const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
+    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
+    floating fill, Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
 ) noexcept nogil:
     # image: the image of this output row's batch; out: the output row, of
     # which this writes columns [begin, end).
@@ -326,7 +326,7 @@ cdef void _row(
                     for j in range(high, stop):
                         out[j] = _madd(weight, fill, out[j])
                 if high > low:
-                    _add(out + low, weight, image + source_row * width + low + c - left,
+                    _add(out + low, weight, image + source_row * image_row + low + c - left,
                          high - low)
         start = stop
 
@@ -337,9 +337,9 @@ cdef enum:
 
 
 cdef void _edge_group(
-    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
-    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
-    Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
+    const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
+    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
+    floating fill, Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
 ) noexcept nogil:
     # _edge for edges of 3 columns and more (kernels 7 wide and more), up to
     # _EDGE_GROUP columns summed at once, tap after tap, each in the same
@@ -361,7 +361,7 @@ cdef void _edge_group(
             source_row = row + a - top
             weights = kernel + a * kw
             if 0 <= source_row < height:
-                source = image + source_row * width
+                source = image + source_row * image_row
                 for c in range(kw):
                     weight = weights[c]
                     for t in range(n):
@@ -381,9 +381,9 @@ cdef void _edge_group(
 
 
 cdef void _edge(
-    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
-    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
-    Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
+    const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
+    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
+    floating fill, Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
 ) noexcept nogil:
     # Columns [begin, end) of output row ``row``, one element at a time: for the
     # few columns at the left and right edges, where _row's per-tap set-up
@@ -398,7 +398,7 @@ cdef void _edge(
             source_row = row + a - top
             weights = kernel + a * kw
             if 0 <= source_row < height:
-                source = image + source_row * width
+                source = image + source_row * image_row
                 for c in range(kw):
                     source_column = j + c - left
                     if 0 <= source_column < width:
@@ -429,50 +429,54 @@ cdef inline void _fast_rows(const floating* row, Py_ssize_t image_width,
 
 @cython.cdivision(True)
 cdef void _pair(
-    const floating* image, Py_ssize_t height, Py_ssize_t width, const floating* kernel,
-    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill,
-    floating* out, Py_ssize_t out_height, Py_ssize_t out_width, Py_ssize_t pairs_per_image,
-    Py_ssize_t pair,
+    const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
+    Py_ssize_t image_plane, const floating* kernel, Py_ssize_t kh, Py_ssize_t kw,
+    Py_ssize_t top, Py_ssize_t left, floating fill, floating* out, Py_ssize_t out_height,
+    Py_ssize_t out_width, Py_ssize_t out_row, Py_ssize_t out_plane,
+    Py_ssize_t pairs_per_image, Py_ssize_t pair,
 ) noexcept nogil:
     # Output rows i = 2 * (pair % pairs_per_image) and i + 1 (if any) of image b.
     # Columns and rows whose taps all fall inside the image go to the vector
     # kernels; the rest to _row, which adds the fill value for outside taps.
+    # Rows and images lie image_row (out_row) and image_plane (out_plane)
+    # elements apart: views of larger arrays are read and written in place.
     cdef Py_ssize_t b = pair // pairs_per_image
     cdef Py_ssize_t i = 2 * (pair % pairs_per_image)
     cdef Py_ssize_t n = 2 if i + 1 < out_height else 1
     cdef Py_ssize_t r, low, high
-    cdef const floating* image_b = image + b * height * width
-    cdef floating* out_i = out + (b * out_height + i) * out_width
+    cdef const floating* image_b = image + b * image_plane
+    cdef floating* out_i = out + b * out_plane + i * out_row
     # Inside columns: 0 <= j - left and j + kw - 1 - left < width.
     low = min(out_width, max(0, left))
     high = max(low, min(out_width, width - kw + 1 + left))
     if high > low and i >= top and i + n - 1 - top + kh <= height:
-        _fast_rows(image_b + (i - top) * width + low - left, width, kernel, kh, kw,
-                   out_i + low, high - low, out_width, n == 2)
+        _fast_rows(image_b + (i - top) * image_row + low - left, image_row, kernel, kh, kw,
+                   out_i + low, high - low, out_row, n == 2)
         for r in range(n):
             if low < 3:
-                _edge(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
-                      out_i + r * out_width, 0, low)
+                _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                      out_i + r * out_row, 0, low)
             else:
-                _edge_group(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
-                            out_i + r * out_width, 0, low)
+                _edge_group(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                            out_i + r * out_row, 0, low)
             if out_width - high < 3:
-                _edge(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
-                      out_i + r * out_width, high, out_width)
+                _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                      out_i + r * out_row, high, out_width)
             else:
-                _edge_group(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
-                            out_i + r * out_width, high, out_width)
+                _edge_group(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                            out_i + r * out_row, high, out_width)
     else:
         for r in range(n):
-            _row(image_b, height, width, kernel, kh, kw, top, left, fill, i + r,
-                 out_i + r * out_width, 0, out_width)
+            _row(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                 out_i + r * out_row, 0, out_width)
 
 
 @cython.cdivision(True)
 cdef void _correlate(
     const floating* image, Py_ssize_t batch, Py_ssize_t height, Py_ssize_t width,
-    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
-    floating fill, floating* out, Py_ssize_t out_height, Py_ssize_t out_width,
+    Py_ssize_t image_row, Py_ssize_t image_plane, const floating* kernel, Py_ssize_t kh,
+    Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left, floating fill, floating* out,
+    Py_ssize_t out_height, Py_ssize_t out_width, Py_ssize_t out_row, Py_ssize_t out_plane,
     int num_threads,
 ) noexcept nogil:
     cdef Py_ssize_t pairs_per_image = (out_height + 1) // 2
@@ -482,8 +486,8 @@ cdef void _correlate(
     # The work in double: out.size * kernel.size may exceed the int range.
     if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
         for pair in range(pairs):
-            _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
-                  out_width, pairs_per_image, pair)
+            _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
+                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair)
         return
     # In chunks taken as threads come free, 16 per thread: when another process
     # holds one thread's core, the other threads take its rows instead of
@@ -495,21 +499,29 @@ cdef void _correlate(
     with parallel(num_threads=num_threads):
         fastcalc_leave_cpu(caller_cpu)
         for pair in prange(pairs, schedule="dynamic", chunksize=chunk):
-            _pair(image, height, width, kernel, kh, kw, top, left, fill, out, out_height,
-                  out_width, pairs_per_image, pair)
+            _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
+                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef _apply(const floating[:, :, ::1] image, const floating[:, ::1] kernel,
-            floating[:, :, ::1] out, Py_ssize_t top, Py_ssize_t left, floating fill,
+cdef _apply(const floating[:, :, :] image, const floating[:, ::1] kernel,
+            floating[:, :, :] out, Py_ssize_t top, Py_ssize_t left, floating fill,
             int num_threads):
     if out.shape[0] == 0 or out.shape[1] == 0 or out.shape[2] == 0:
         return
+    # Strides in elements: rows and images may lie apart (views of larger
+    # arrays), the elements of a row must be contiguous.
+    cdef Py_ssize_t size = sizeof(floating)
+    if ((image.shape[2] > 1 and image.strides[2] != size)
+            or (out.shape[2] > 1 and out.strides[2] != size)):
+        raise ValueError("image and out must be contiguous along their last axis")
     with nogil:
         _correlate(&image[0, 0, 0], image.shape[0], image.shape[1], image.shape[2],
+                   image.strides[1] // size, image.strides[0] // size,
                    &kernel[0, 0], kernel.shape[0], kernel.shape[1], top, left, fill,
-                   &out[0, 0, 0], out.shape[1], out.shape[2], num_threads)
+                   &out[0, 0, 0], out.shape[1], out.shape[2], out.strides[1] // size,
+                   out.strides[0] // size, num_threads)
 
 
 def correlate(image, kernel, out, Py_ssize_t top, Py_ssize_t left, double fillvalue,

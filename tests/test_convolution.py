@@ -548,3 +548,40 @@ def test_compiled_correlate_gives_an_output_the_same_bits_in_any_window(
     COMPILED[name].correlate(np.ascontiguousarray(image[:, low:high, first:last]), kernel, part,
                              top - r0 + low, left - c0 + first, fill, 1)
     np.testing.assert_array_equal(part, whole[:, r0:r1, c0:c1])
+
+
+@pytest.mark.parametrize("name", list(COMPILED))
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 30), width=st.integers(1, 50),
+       kh=st.integers(1, 11), kw=st.integers(1, 11), top=st.integers(-2, 12),
+       left=st.integers(-2, 12), out_shape=st.tuples(st.integers(1, 40), st.integers(1, 60)),
+       reversed_rows=st.booleans(), fill=st.sampled_from([0.0, 1.5]),
+       dtype=st.sampled_from(["f4", "f8"]), seed=st.integers(0, 2**16))
+def test_compiled_correlate_reads_and_writes_views_whose_rows_lie_apart(
+        name, batch, height, width, kh, kw, top, left, out_shape, reversed_rows, fill, dtype,
+        seed):
+    # fastcalc.dask computes a block's inner outputs straight from its chunk
+    # into a window of the block: the image and out are views of larger
+    # arrays (rows and images apart, even reversed rows), their rows contiguous.
+    rng = np.random.default_rng(seed)
+    larger = rng.standard_normal((batch + 2, height + 5, width + 9)).astype(dtype)
+    image = larger[1:batch + 1, 2:height + 2, 3:width + 3]
+    if reversed_rows:
+        image = image[:, ::-1]
+    kernel = rng.standard_normal((kh, kw)).astype(dtype)
+    around = np.full((batch + 1, out_shape[0] + 3, out_shape[1] + 4), 7, dtype)
+    window = (slice(1, None), slice(1, out_shape[0] + 1), slice(2, out_shape[1] + 2))
+    COMPILED[name].correlate(image, kernel, around[window], top, left, fill, 1)
+    expected = np.empty((batch, *out_shape), dtype)
+    COMPILED[name].correlate(np.ascontiguousarray(image), kernel, expected, top, left, fill, 1)
+    np.testing.assert_array_equal(around[window], expected)
+    untouched = np.ones(around.shape, bool)
+    untouched[window] = False
+    assert (around[untouched] == 7).all()
+
+
+@pytest.mark.parametrize("name", [name for name in COMPILED if name.startswith("cython")])
+def test_cython_correlate_refuses_rows_that_are_not_contiguous(name):
+    with pytest.raises(ValueError, match="contiguous along their last axis"):
+        COMPILED[name].correlate(np.ones((1, 4, 8))[:, :, ::2], np.ones((2, 2)),
+                                 np.empty((1, 3, 3)), 0, 0, 0.0, 1)
