@@ -357,8 +357,9 @@ def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape,
     good_columns = _reaching_only(shape[1], left, kw, column_starts[-1], column_starts[j],
                                   column_starts[j + 1])
     images = main.reshape(-1, *main.shape[-2:])
-    if images.dtype != weights.dtype or (images.shape[-1] > 1
-                                         and images.strides[-1] != images.itemsize):
+    if (images.dtype != weights.dtype or not images.flags.aligned
+            or (images.shape[-1] > 1 and images.strides[-1] != images.itemsize)
+            or any(stride % images.itemsize for stride in images.strides)):
         images = np.ascontiguousarray(images, dtype=weights.dtype)
     result = np.empty((images.shape[0], *shape), weights.dtype)
     (g0, g1), (c0, c1) = good_rows, good_columns

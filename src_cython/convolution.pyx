@@ -514,8 +514,11 @@ cdef _apply(const floating[:, :, :] image, const floating[:, ::1] kernel,
     # arrays), the elements of a row must be contiguous.
     cdef Py_ssize_t size = sizeof(floating)
     if ((image.shape[2] > 1 and image.strides[2] != size)
-            or (out.shape[2] > 1 and out.strides[2] != size)):
-        raise ValueError("image and out must be contiguous along their last axis")
+            or (out.shape[2] > 1 and out.strides[2] != size)
+            or image.strides[0] % size or image.strides[1] % size
+            or out.strides[0] % size or out.strides[1] % size):
+        raise ValueError("image and out must be contiguous along their last axis, their "
+                         "rows and images whole elements apart")
     with nogil:
         _correlate(&image[0, 0, 0], image.shape[0], image.shape[1], image.shape[2],
                    image.strides[1] // size, image.strides[0] // size,

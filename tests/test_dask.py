@@ -190,6 +190,36 @@ def test_correlation_builds_without_computing():
         lazy.compute(scheduler="sync")
 
 
+def _odd_strides(image):
+    """A copy of ``image`` that starts one byte into its buffer and whose rows lie 20 bytes
+    beyond their end (2.5 float64 elements): unaligned, rows not whole elements apart."""
+    row_bytes = image.shape[1] * image.itemsize + 20
+    raw = np.zeros(1 + image.shape[0] * row_bytes, np.uint8)
+    view = np.ndarray(image.shape, image.dtype, raw, 1, (row_bytes, image.itemsize))
+    view[...] = image
+    return view
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["fortran", "reversed rows", "reversed columns", "columns apart",
+                                    "unaligned, odd strides"])
+def test_correlation_on_dask_of_chunks_in_any_layout_gives_the_in_memory_bits(layout, backend):
+    # A block's inner outputs are computed from its chunk in place where the
+    # kernels can read it (rows contiguous, whole elements apart), else from
+    # a contiguous copy.
+    image = np.random.default_rng(5).standard_normal((20, 24))
+    stored = {"fortran": np.asfortranarray(image), "reversed rows": image[::-1].copy()[::-1],
+              "reversed columns": image[:, ::-1].copy()[:, ::-1],
+              "columns apart": np.repeat(image, 2, axis=1)[:, ::2],
+              "unaligned, odd strides": _odd_strides(image)}[layout]
+    np.testing.assert_array_equal(stored, image)
+    kernel = np.random.default_rng(6).standard_normal((5, 4))
+    lazy = fastcalc.correlate2d(da.from_array(stored, chunks=(7, 9)), kernel, "same",
+                                backend=backend)
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"),
+                                  fastcalc.correlate2d(image, kernel, "same", backend=backend))
+
+
 @pytest.mark.parametrize("dtype", ["int16", "float16", "bool"])
 def test_correlation_on_dask_converts_like_in_memory(dtype):
     # An integer image with a fractional fill value: filled in the compute dtype.
