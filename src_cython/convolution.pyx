@@ -40,6 +40,7 @@ imports the best one the CPU runs.
 
 cimport cython
 from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free
 
 import numpy as np
 
@@ -192,6 +193,8 @@ cdef extern from *:
     }
     FC_ROW(float, fc_vf, fc_row_float)
     FC_ROW(double, fc_vd, fc_row_double)
+    /* The columns FC_ROW2 sums in one block (narrower rows take FC_ROW). */
+    #define FC_ROW2_BLOCK(size) (FC_H * FC_VBYTES / (size))
     FC_ROW2(float, fc_vf, fc_row2_float, fc_row_float)
     FC_ROW2(double, fc_vd, fc_row2_double, fc_row_double)
     #else
@@ -214,8 +217,10 @@ cdef extern from *:
     }
     FC_ROW2(float, fc_row2_float)
     FC_ROW2(double, fc_row2_double)
+    #define FC_ROW2_BLOCK(size) 1
     #endif
     """
+    Py_ssize_t FC_ROW2_BLOCK(Py_ssize_t size) noexcept nogil
     void fc_row_float(const float* row, Py_ssize_t image_width, const float* kernel,
                       Py_ssize_t kh, Py_ssize_t kw, float* out, Py_ssize_t width) noexcept nogil
     void fc_row_double(const double* row, Py_ssize_t image_width, const double* kernel,
@@ -331,55 +336,6 @@ cdef void _row(
         start = stop
 
 
-cdef enum:
-    # The most output columns _edge_group sums at once.
-    _EDGE_GROUP = 8
-
-
-cdef void _edge_group(
-    const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
-    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
-    floating fill, Py_ssize_t row, floating* out, Py_ssize_t begin, Py_ssize_t end,
-) noexcept nogil:
-    # _edge for edges of 3 columns and more (kernels 7 wide and more), up to
-    # _EDGE_GROUP columns summed at once, tap after tap, each in the same
-    # order.  The sums are independent, so the processor overlaps their
-    # multiply-adds instead of waiting on one chain (15x15 on 16 float32
-    # 2048x2048 images: 357 ms against 396; on 256x256 images 844 against
-    # 1114); narrower edges cost less one column after the other.
-    cdef Py_ssize_t j, t, n, a, c, source_row, source_column
-    cdef const floating* source
-    cdef const floating* weights
-    cdef floating weight
-    cdef floating totals[_EDGE_GROUP]
-    j = begin
-    while j < end:
-        n = min(<Py_ssize_t>_EDGE_GROUP, end - j)
-        for t in range(n):
-            totals[t] = 0
-        for a in range(kh):
-            source_row = row + a - top
-            weights = kernel + a * kw
-            if 0 <= source_row < height:
-                source = image + source_row * image_row
-                for c in range(kw):
-                    weight = weights[c]
-                    for t in range(n):
-                        source_column = j + t + c - left
-                        if 0 <= source_column < width:
-                            totals[t] = _madd(weight, source[source_column], totals[t])
-                        else:
-                            totals[t] = _madd(weight, fill, totals[t])
-            else:
-                for c in range(kw):
-                    weight = weights[c]
-                    for t in range(n):
-                        totals[t] = _madd(weight, fill, totals[t])
-        for t in range(n):
-            out[j + t] = totals[t]
-        j += n
-
-
 cdef void _edge(
     const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
     const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t top, Py_ssize_t left,
@@ -427,48 +383,120 @@ cdef inline void _fast_rows(const floating* row, Py_ssize_t image_width,
             fc_row_double(row, image_width, kernel, kh, kw, out, width)
 
 
+cdef struct _Edges:
+    # The left and right edges of the output rows the vector kernels sum
+    # (``left`` and ``right`` columns, ``high`` the first right one), copied
+    # with their fill values into a scratch image of rows ``columns`` wide:
+    # the left edge's taps at column 0, the right edge's at ``start``.  The
+    # vector kernels sum it ``width`` columns wide into ``out`` (2 rows).
+    Py_ssize_t left, right, high, start, width, columns
+    void* image
+    void* out
+
+
+cdef _Edges _edges(Py_ssize_t low, Py_ssize_t high, Py_ssize_t out_width, Py_ssize_t kw,
+                   Py_ssize_t size) noexcept nogil:
+    cdef _Edges edges
+    edges.left, edges.right, edges.high = low, out_width - high, high
+    edges.start = low + kw - 1 if low else 0
+    edges.width = max(edges.start + edges.right, FC_ROW2_BLOCK(size))
+    edges.columns = edges.width + kw - 1
+    edges.image = NULL
+    edges.out = NULL
+    return edges
+
+
+cdef bint _scratch(_Edges* edges, Py_ssize_t kh, Py_ssize_t size) noexcept nogil:
+    # Allocates edges' scratch rows (zeros: the columns between and after the
+    # edges' taps are summed too, and never read back); False if out of memory.
+    edges.image = calloc((kh + 1) * edges.columns, size)
+    edges.out = calloc(2 * edges.width, size)
+    return edges.image != NULL and edges.out != NULL
+
+
+cdef void _free_scratch(_Edges* edges) noexcept nogil:
+    free(edges.image)
+    free(edges.out)
+
+
+cdef inline void _copy_taps(const floating* source, Py_ssize_t first, Py_ssize_t count,
+                            Py_ssize_t width, floating fill, floating* target) noexcept nogil:
+    # target[t] = source[first + t] for t < count, fill where that lies outside [0, width).
+    cdef Py_ssize_t t, column
+    for t in range(count):
+        column = first + t
+        target[t] = source[column] if 0 <= column < width else fill
+
+
+cdef void _scratch_edges(
+    const floating* image_rows, Py_ssize_t width, Py_ssize_t image_row,
+    const floating* kernel, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t left, floating fill,
+    floating* out_i, Py_ssize_t out_row, Py_ssize_t n, _Edges* edges,
+) noexcept nogil:
+    # The edges of n output rows (image_rows: the first image row they read),
+    # summed by the vector kernels over the scratch image: each output is the
+    # same rounded sum as on every other path (a fill tap is a tap of value
+    # fill), many times faster than one column after another for wide kernels.
+    cdef floating* scratch = <floating*>edges.image
+    cdef floating* sums = <floating*>edges.out
+    cdef Py_ssize_t r, t
+    for r in range(kh + n - 1):
+        if edges.left:
+            _copy_taps(image_rows + r * image_row, -left, edges.left + kw - 1, width, fill,
+                       scratch + r * edges.columns)
+        if edges.right:
+            _copy_taps(image_rows + r * image_row, edges.high - left, edges.right + kw - 1,
+                       width, fill, scratch + r * edges.columns + edges.start)
+    _fast_rows(scratch, edges.columns, kernel, kh, kw, sums, edges.width, edges.width, n == 2)
+    for r in range(n):
+        for t in range(edges.left):
+            out_i[r * out_row + t] = sums[r * edges.width + t]
+        for t in range(edges.right):
+            out_i[r * out_row + edges.high + t] = sums[r * edges.width + edges.start + t]
+
+
 @cython.cdivision(True)
 cdef void _pair(
     const floating* image, Py_ssize_t height, Py_ssize_t width, Py_ssize_t image_row,
     Py_ssize_t image_plane, const floating* kernel, Py_ssize_t kh, Py_ssize_t kw,
     Py_ssize_t top, Py_ssize_t left, floating fill, floating* out, Py_ssize_t out_height,
     Py_ssize_t out_width, Py_ssize_t out_row, Py_ssize_t out_plane,
-    Py_ssize_t pairs_per_image, Py_ssize_t pair,
+    Py_ssize_t pairs_per_image, Py_ssize_t pair, _Edges* edges,
 ) noexcept nogil:
     # Output rows i = 2 * (pair % pairs_per_image) and i + 1 (if any) of image b.
     # Columns and rows whose taps all fall inside the image go to the vector
-    # kernels; the rest to _row, which adds the fill value for outside taps.
+    # kernels, and their edges too if ``edges`` has scratch rows (else _edge);
+    # the rest to _row, which adds the fill value for outside taps.
     # Rows and images lie image_row (out_row) and image_plane (out_plane)
     # elements apart: views of larger arrays are read and written in place.
     cdef Py_ssize_t b = pair // pairs_per_image
     cdef Py_ssize_t i = 2 * (pair % pairs_per_image)
     cdef Py_ssize_t n = 2 if i + 1 < out_height else 1
-    cdef Py_ssize_t r, low, high
+    cdef Py_ssize_t r, low = edges.left, high = edges.high
     cdef const floating* image_b = image + b * image_plane
     cdef floating* out_i = out + b * out_plane + i * out_row
-    # Inside columns: 0 <= j - left and j + kw - 1 - left < width.
-    low = min(out_width, max(0, left))
-    high = max(low, min(out_width, width - kw + 1 + left))
     if high > low and i >= top and i + n - 1 - top + kh <= height:
         _fast_rows(image_b + (i - top) * image_row + low - left, image_row, kernel, kh, kw,
                    out_i + low, high - low, out_row, n == 2)
+        if edges.image != NULL:
+            _scratch_edges(image_b + (i - top) * image_row, width, image_row, kernel, kh, kw,
+                           left, fill, out_i, out_row, n, edges)
+            return
         for r in range(n):
-            if low < 3:
-                _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
-                      out_i + r * out_row, 0, low)
-            else:
-                _edge_group(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
-                            out_i + r * out_row, 0, low)
-            if out_width - high < 3:
-                _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
-                      out_i + r * out_row, high, out_width)
-            else:
-                _edge_group(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
-                            out_i + r * out_row, high, out_width)
+            _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                  out_i + r * out_row, 0, low)
+            _edge(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
+                  out_i + r * out_row, high, out_width)
     else:
         for r in range(n):
             _row(image_b, height, width, image_row, kernel, kh, kw, top, left, fill, i + r,
                  out_i + r * out_row, 0, out_width)
+
+
+# Edges at least this many columns wide (kernels 7 wide and more) are summed
+# by the vector kernels over scratch rows; narrower ones cost less one column
+# after the other.
+cdef Py_ssize_t _SCRATCH_EDGE = 3
 
 
 @cython.cdivision(True)
@@ -483,11 +511,20 @@ cdef void _correlate(
     cdef Py_ssize_t pairs = batch * pairs_per_image
     cdef Py_ssize_t pair, chunk
     cdef int caller_cpu
+    # Inside columns [low, high): 0 <= j - left and j + kw - 1 - left < width.
+    cdef Py_ssize_t low = min(out_width, max(0, left))
+    cdef Py_ssize_t high = max(low, min(out_width, width - kw + 1 + left))
+    cdef bint scratch = max(low, out_width - high) >= _SCRATCH_EDGE and high > low
+    cdef _Edges edges = _edges(low, high, out_width, kw, sizeof(floating))
     # The work in double: out.size * kernel.size may exceed the int range.
     if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
+        if scratch and not _scratch(&edges, kh, sizeof(floating)):
+            _free_scratch(&edges)
+            edges = _edges(low, high, out_width, kw, sizeof(floating))
         for pair in range(pairs):
             _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
-                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair)
+                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair, &edges)
+        _free_scratch(&edges)
         return
     # In chunks taken as threads come free, 16 per thread: when another process
     # holds one thread's core, the other threads take its rows instead of
@@ -498,9 +535,14 @@ cdef void _correlate(
     caller_cpu = fastcalc_current_cpu()
     with parallel(num_threads=num_threads):
         fastcalc_leave_cpu(caller_cpu)
+        edges = _edges(low, high, out_width, kw, sizeof(floating))  # scratch rows per thread
+        if scratch and not _scratch(&edges, kh, sizeof(floating)):
+            _free_scratch(&edges)
+            edges = _edges(low, high, out_width, kw, sizeof(floating))
         for pair in prange(pairs, schedule="dynamic", chunksize=chunk):
             _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
-                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair)
+                  out, out_height, out_width, out_row, out_plane, pairs_per_image, pair, &edges)
+        _free_scratch(&edges)
 
 
 @cython.boundscheck(False)
