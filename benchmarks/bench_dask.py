@@ -19,7 +19,9 @@ Each test's name says which it is (``..._in_memory[...]``,
 cluster runs at a time.
 
 The cases: a 8192x8192 float32 image in 2048x2048 chunks, correlated with
-5x5 and 15x15 kernels, mode "same"; ``fit_logistic`` of 4000 problems of 256
+5x5 and 15x15 kernels, mode "same"; ``conv2d`` of one 8-channel 2048x2048
+image, 16 filters 3x3, padding 1, the image in 1024x1024 tiles or whole;
+``fit_logistic`` of 4000 problems of 256
 samples and 8 features (float64), chunks of 500 problems, 1000 steps.
 
 ``test_threaded_scheduler``: dask's threaded scheduler on 1 and 2 threads, 1
@@ -124,6 +126,45 @@ def test_correlate2d_same_dask_image(benchmark, cluster, kernel_name):
     (client, image), kernel = cluster, _kernel(KERNELS[kernel_name])
     _time_on_cluster(benchmark, client, lambda: ndfilters.correlate(image, kernel,
                                                                     mode="constant"))
+
+
+LAYER_IMAGE, LAYER_CHUNK = (1, 8, 2048, 2048), 1024
+
+
+def _layer():
+    """One image of 8 channels (lazy, in chunks of its rows and columns) and 16 filters 3x3."""
+    rng = da.random.default_rng(2)
+    x = rng.standard_normal(LAYER_IMAGE, chunks=(1, -1, LAYER_CHUNK, LAYER_CHUNK),
+                            dtype=np.float32)
+    weight = np.random.default_rng(3).standard_normal((16, 8, 3, 3)).astype(np.float32)
+    return x, weight
+
+
+def _layer_group():
+    return (f"conv2d {'x'.join(map(str, LAYER_IMAGE))} float32, 16 filters 3x3, padding 1, "
+            f"chunks {LAYER_CHUNK}")
+
+
+@pytest.mark.parametrize("how", IN_MEMORY)
+def test_conv2d_in_memory(benchmark, how):
+    benchmark.group = _layer_group()
+    x, weight = _layer()
+    x = x.compute(scheduler="sync")
+    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+        benchmark(fastcalc.conv2d, x, weight, padding=1)
+
+
+@pytest.mark.parametrize("chunked", ["image in tiles", "image whole"])
+def test_conv2d_on_cluster(benchmark, cluster, chunked):
+    """The image cut along its rows and columns (a block of the result per tile), or in one
+    chunk (the whole image on one worker)."""
+    benchmark.group = _layer_group()
+    x, weight = _layer()
+    if chunked == "image whole":
+        x = x.rechunk(-1)
+    x = cluster[0].persist(x)
+    distributed.wait(x)
+    _time_on_cluster(benchmark, cluster[0], lambda: fastcalc.conv2d(x, weight, padding=1))
 
 
 PROBLEMS, SAMPLES, FEATURES, PROBLEMS_PER_CHUNK = 4000, 256, 8, 500

@@ -762,10 +762,11 @@ class _Layer:
 
     ``stride`` is clamped to the padded input: the output depends on it only
     up to there, so every kernel sees a stride, and sizes, bounded by the
-    padded input.
+    padded input.  ``check_memory=False`` skips the check that one padded
+    image and the output fit in memory (fastcalc.dask's tiles each hold a part).
     """
 
-    def __init__(self, x, weight, bias, stride, padding, grad_out=None):
+    def __init__(self, x, weight, bias, stride, padding, grad_out=None, *, check_memory=True):
         named = {"x": x, "weight": weight}
         if bias is not None:
             named["bias"] = bias
@@ -797,7 +798,7 @@ class _Layer:
         itemsize = self.compute.itemsize
         padded_bytes = max(channels, 1) * padded[0] * padded[1] * itemsize
         out_bytes = np.prod(self.out_shape, dtype=object) * itemsize
-        if max(padded_bytes, out_bytes) > _validate.MEMORY_BYTES:
+        if check_memory and max(padded_bytes, out_bytes) > _validate.MEMORY_BYTES:
             raise ValueError(f"padding {self.padding} is too large: one padded image of x "
                              f"{image.shape} ({padded_bytes} bytes) or the output "
                              f"{self.out_shape} ({out_bytes} bytes) would exceed this "

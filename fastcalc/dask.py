@@ -177,7 +177,9 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
     column_chunks = _resized(image.chunks[-1], shape[1])
     rows = [_reads(part, kh, before[0], height, padding) for part in _bounds(row_chunks)]
     columns = [_reads(part, kw, before[1], width, padding) for part in _bounds(column_chunks)]
-    return _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_dtype)
+    return _region_blocks("correlate2d", image, rows, columns, _correlate_sources,
+                          (weights, fill, fft, backend, result_dtype), image.chunks[:-2],
+                          result_dtype)
 
 
 def _in_one_block(image, kernel, mode, boundary, fillvalue, method, backend, flip, result_dtype):
@@ -235,6 +237,7 @@ def _pieces(reads, chunks: tuple[int, ...]) -> list[tuple[int, slice]]:
     """``reads`` (a slice or indices) as ``(chunk, slice within it)`` pieces, in order.
 
     Consecutive indices (either way) are one slice, cut where chunks meet.
+    An empty read is an empty piece of the chunk it starts in.
     """
     if isinstance(reads, slice):
         runs = [(reads.start, reads.stop - reads.start, 1)] if reads.stop > reads.start else []
@@ -249,6 +252,10 @@ def _pieces(reads, chunks: tuple[int, ...]) -> list[tuple[int, slice]]:
             runs.append((int(reads[start]), stop - start, step))
             start = stop
     bounds = np.cumsum((0, *chunks)).tolist()
+    if not runs:  # an empty piece of the chunk the read would start in
+        start = reads.start if isinstance(reads, slice) else 0
+        return [(min(int(np.searchsorted(bounds, start, side="right")) - 1, len(chunks) - 1),
+                 slice(0, 0))]
     pieces = []
     for first, count, step in runs:
         while count:
@@ -261,15 +268,19 @@ def _pieces(reads, chunks: tuple[int, ...]) -> list[tuple[int, slice]]:
     return pieces
 
 
-def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_dtype):
-    """The result's blocks: one task per block, one task per chunk of ``image`` for its strips.
+def _region_blocks(prefix, image, rows, columns, compute, arguments, leading_chunks,
+                   result_dtype, collections=()):
+    """A result of blocks each computed from a region of ``image``'s last two axes.
 
+    One task per block, one task per chunk of ``image`` for its strips.
     ``rows`` and ``columns`` hold, per block of the result along an axis,
-    ``(length, reads, offset)`` (see :func:`_reads`).  A block's task gets
-    the chunks it reads whole as they are, and the parts of others from the
-    tuple of strips their chunk's task cut (copies: a worker sends only
-    those); see :func:`_correlate_sources`.  The graph is written directly:
-    no other tasks (no joins, no aliases).
+    ``(length, reads, offset)`` (see :func:`_reads`).  A block's task calls
+    ``compute(grid, whole, (top, left), (height, width), *arguments)``: it
+    gets the chunks it reads whole as they are, and the parts of others from
+    the tuple of strips their chunk's task cut (copies: a worker sends only
+    those); ``arguments`` may hold keys of ``collections``.  The result has
+    ``leading_chunks`` before the two axes (as many blocks as ``image``).  The
+    graph is written directly: no other tasks (no joins, no aliases).
     """
     row_pieces = [_pieces(reads, image.chunks[-2]) for _, reads, _ in rows]
     column_pieces = [_pieces(reads, image.chunks[-1]) for _, reads, _ in columns]
@@ -284,9 +295,9 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
                     if (not _whole(image, a, row_slice, b, column_slice)
                             and (row_slice, column_slice) not in wanted):
                         wanted.append((row_slice, column_slice))
-    token = dask.base.tokenize(image.name, rows, columns, weights, fill, fft, backend,
+    token = dask.base.tokenize(image.name, rows, columns, compute, arguments, leading_chunks,
                                result_dtype)
-    name, strips_name = f"correlate2d-{token}", f"correlate2d-strips-{token}"
+    name, strips_name = f"{prefix}-{token}", f"{prefix}-strips-{token}"
     tasks = {}
     for batch in np.ndindex(*image.numblocks[:-2]):
         for (a, b), wanted in strips.items():
@@ -303,14 +314,13 @@ def _correlate_blocks(image, rows, columns, weights, fill, fft, backend, result_
                                   strips[a, b].index((row_slice, column_slice)))
                             for (b, column_slice), is_whole in zip(down, whole_row, strict=True)]
                            for (a, row_slice), whole_row in zip(across, whole, strict=True)]
-                tasks[(name, *batch, i, j)] = (_correlate_sources, sources, whole, weights,
-                                              (top, left), fill, fft, backend,
-                                              (height, width), result_dtype)
-    chunks = (*image.chunks[:-2], tuple(length for length, _, _ in rows),
+                tasks[(name, *batch, i, j)] = (
+                    compute, sources, whole, (top, left), (height, width), *arguments)
+    chunks = (*leading_chunks, tuple(length for length, _, _ in rows),
               tuple(length for length, _, _ in columns))
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[image])
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[image, *collections])
     return da.Array(graph, name, chunks, dtype=result_dtype,
-                    meta=np.empty((0,) * image.ndim, result_dtype))
+                    meta=np.empty((0,) * len(chunks), result_dtype))
 
 
 def _whole(image, a: int, rows: slice, b: int, columns: slice) -> bool:
@@ -330,11 +340,12 @@ def _cut_strips(chunk, parts):
 SIDE_BAND = 16
 
 
-def _correlate_sources(grid, whole, weights, offsets, fill, fft, backend, shape, result_dtype):
+def _correlate_sources(grid, whole, offsets, shape, weights, fill, fft, backend, result_dtype):
     """One block of the result, from the region the pieces of ``grid`` make up.
 
     ``grid`` holds the pieces of the region (rows of pieces): chunks of the
-    image where ``whole`` is true, strips cut from them elsewhere.  What lies
+    image where ``whole`` is true, strips cut from them elsewhere (see
+    :func:`_region_blocks`).  What lies
     outside the region is the "constant" boundary, filled on the fly.  The
     direct method computes the outputs that read only the largest whole
     chunk among the pieces from it, without copying it, then the bands of
@@ -498,10 +509,17 @@ def _batched(function, arguments: dict, batched: dict, outputs: tuple, *, per_ch
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, backend: str | None = None):
-    """:func:`fastcalc.conv2d` of a dask batch ``x`` (N, C, H, W), per chunk of N.
+    """:func:`fastcalc.conv2d` of a dask batch ``x`` (N, C, H, W), per chunk of N, H and W.
 
-    ``x`` is cut along N only (its other axes are joined); each chunk's
-    images give the in-memory bits.
+    The result has ``x``'s chunks along N.  Where ``x`` is chunked along H
+    or W (an image larger than a worker holds), the result has a block per
+    chunk: the outputs ``o`` whose ``o * stride`` lies in the chunk (a
+    padding that keeps the size keeps the chunks), computed from the chunk,
+    strips of its neighbours as deep as the kernel reaches, and the
+    padding's zeros.  C is joined.
+    Every block holds the in-memory bits on the compiled backends (each
+    output is the same sum of taps, wherever it lies); numpy's matrix
+    products round by their blocking, to its tolerances.
 
     Examples
     --------
@@ -512,11 +530,73 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, *, backend: str | None = N
            [4., 4.],
            [4., 4.],
            [4., 4.]])
+    >>> image = da.ones((1, 1, 8, 8), chunks=(1, 1, 4, 4))
+    >>> fastcalc.conv2d(image, np.ones((1, 1, 3, 3)), padding=1).chunks
+    ((1,), (1,), (4, 4), (4, 4))
     """
     _check_dask(x, "x")
+    if x.ndim == 4 and x.numblocks[2:] != (1, 1):
+        return _conv2d_tiles(x, weight, bias, stride, padding, backend)
     return _batched(convolution.conv2d, dict(x=x, weight=weight, bias=bias, stride=stride,
                                              padding=padding, backend=backend),
                     {"x": 0}, (0,))
+
+
+def _conv2d_tiles(x, weight, bias, stride, padding, backend):
+    """:func:`conv2d` of ``x`` chunked along H or W: a block of the result per chunk."""
+    def template(value):  # checked without computing a dask weight or bias
+        return np.empty(value.shape, value.dtype) if isinstance(value, da.Array) else value
+
+    layer = convolution._Layer(np.empty((0, *x.shape[1:]), x.dtype), template(weight),
+                               None if bias is None else template(bias), stride, padding,
+                               check_memory=False)
+    (kh, kw), (sh, sw), (ph, pw) = layer.weight.shape[2:], layer.stride, layer.padding
+    rows = _strided_reads(x.chunks[2], ph, kh, sh, layer.out_shape[2], x.shape[2])
+    columns = _strided_reads(x.chunks[3], pw, kw, sw, layer.out_shape[3], x.shape[3])
+    arguments, collections = [], []
+    for value in (weight, bias):
+        if isinstance(value, da.Array):
+            value = value.rechunk(-1)
+            collections.append(value)
+            value = (value.name, *(0,) * value.ndim)
+        arguments.append(value)
+    return _region_blocks("conv2d", x.rechunk({1: -1}), rows, columns, _conv2d_sources,
+                          (*arguments, layer.stride, backend),
+                          (x.chunks[0], (layer.out_shape[1],)), layer.result_dtype,
+                          collections)
+
+
+def _strided_reads(chunks: tuple[int, ...], pad: int, taps: int, step: int, outputs: int,
+                   size: int):
+    """:func:`_reads` for blocks of a strided window along an axis of ``size`` with ``pad``
+    zeros each side.  Output o's window (``taps`` long) starts at ``o * step`` in the padded
+    input; a block holds the outputs o whose ``o * step`` lies in one chunk of the input (for
+    a padding that keeps the size, the outputs centred on that chunk: its chunks are kept)."""
+    starts = np.cumsum((0, *chunks[:-1]))[1:]
+    bounds = sorted({0, outputs, *np.clip(-(-starts // step), 0, outputs).tolist()})
+    reads = []
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        low, high = start * step - pad, (stop - 1) * step + taps - pad  # in the input
+        first = min(max(low, 0), size)
+        reads.append((stop - start, slice(first, max(min(high, size), first)), first - low))
+    return reads
+
+
+def _conv2d_sources(grid, whole, offsets, shape, weight, bias, stride, backend):
+    """One block of :func:`conv2d`'s result from the region the pieces of ``grid`` make up
+    (see :func:`_region_blocks`), the padding's zeros around it."""
+    (kh, kw), (sh, sw) = np.shape(weight)[2:], stride
+    first = grid[0][0]
+    window = np.zeros((*first.shape[:2], (shape[0] - 1) * sh + kh, (shape[1] - 1) * sw + kw),
+                      first.dtype)
+    top = offsets[0]
+    for across in grid:
+        left = offsets[1]
+        for piece in across:
+            window[..., top:top + piece.shape[-2], left:left + piece.shape[-1]] = piece
+            left += piece.shape[-1]
+        top += across[0].shape[-2]
+    return convolution.conv2d(window, weight, bias, stride, 0, backend=backend)
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, *, backend: str | None = None):

@@ -311,7 +311,7 @@ def test_conv2d_on_dask_chunks_of_the_batch(backend, dtype):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((7, 3, 12, 10)).astype(dtype)
     weight, bias = rng.standard_normal((4, 3, 3, 3)).astype(dtype), rng.standard_normal(4)
-    lazy_x = da.from_array(x, chunks=(3, 2, 5, 10))  # other axes are joined per chunk of N
+    lazy_x = da.from_array(x, chunks=(3, 2, 12, 10))  # C is joined per chunk of N
     forward = fastcalc.conv2d(lazy_x, weight, bias, 2, 1, backend=backend)
     assert isinstance(forward, da.Array) and forward.chunks[0] == (3, 3, 1)
     np.testing.assert_array_equal(forward.compute(scheduler="threads"),
@@ -322,6 +322,51 @@ def test_conv2d_on_dask_chunks_of_the_batch(backend, dtype):
     expected = fastcalc.conv2d_backward(grad_out, x, weight, 2, 1, backend=backend)
     _assert_fields(got, expected, exact=_exact_on(backend, {0}),
                    rtol=1e-4 if dtype == "float32" else 1e-12)
+
+
+@st.composite
+def layers(draw):
+    """A conv2d call on images chunked along H and W, chunks as small as one row."""
+    height, width = draw(st.integers(1, 13)), draw(st.integers(1, 13))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    kernel = (draw(st.integers(1, height + 2 * padding[0])),
+              draw(st.integers(1, width + 2 * padding[1])))
+    return dict(shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), height, width),
+                chunks=(draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+                        draw(chunkings(height)), draw(chunkings(width))),
+                kernel=kernel, filters=draw(st.integers(1, 3)),
+                stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))), padding=padding,
+                bias=draw(st.booleans()), dtype=draw(st.sampled_from(["float32", "float64"])),
+                backend=draw(st.sampled_from(BACKENDS)))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layers())
+def test_conv2d_on_dask_chunks_of_the_images_gives_the_in_memory_result(case):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(case["shape"]).astype(case["dtype"])
+    weight = rng.standard_normal((case["filters"], x.shape[1], *case["kernel"]))
+    bias = rng.standard_normal(case["filters"]) if case["bias"] else None
+    call = dict(stride=case["stride"], padding=case["padding"], backend=case["backend"])
+    lazy_x = da.from_array(x, chunks=case["chunks"])
+    lazy = fastcalc.conv2d(lazy_x, weight.astype(x.dtype), bias, **call)
+    expected = fastcalc.conv2d(x, weight.astype(x.dtype), bias, **call)
+    assert lazy.chunks[0] == lazy_x.chunks[0] and lazy.dtype == expected.dtype
+    got = lazy.compute(scheduler="sync")
+    if case["backend"] == "numpy":  # its matrix products round by their blocking
+        np.testing.assert_allclose(got, expected, rtol=1e-4 if x.dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if x.dtype == np.float32 else 1e-12)
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_conv2d_on_chunks_of_the_images_builds_without_computing():
+    x = _exploding((2, 3, 40, 40), (1, 3, 16, 16))
+    lazy = fastcalc.conv2d(x, da.ones((4, 3, 5, 5), chunks=2), da.zeros(4, chunks=2),
+                           stride=2, padding=2)
+    assert lazy.shape == (2, 4, 20, 20) and lazy.chunks[2:] == ((8, 8, 4), (8, 8, 4))
+    with pytest.raises(ValueError, match="must be non-empty and fit"):
+        fastcalc.conv2d(x, np.ones((1, 3, 45, 1)))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
