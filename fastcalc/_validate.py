@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-__all__ = ["MEMORY_BYTES", "Elementwise", "check_out", "common_dtype", "compute_dtype",
+__all__ = ["MEMORY_BYTES", "Elementwise", "as_array", "check_out", "common_dtype", "compute_dtype",
            "elementwise", "elementwise_fast", "finish", "is_dask_array", "no_out_with_dask",
            "on_dask", "same_buffer"]
 
@@ -39,6 +39,30 @@ def is_dask_array(x) -> bool:
     """
     return (type(x) is not np.ndarray and hasattr(x, "__dask_graph__")
             and type(x).__module__.startswith("dask."))
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """``value`` as a plain ndarray, as scipy converts its inputs (a subclass
+    such as ``np.matrix`` is read as an ndarray).
+
+    For the functions that combine elements (convolutions, the RNN, the
+    fits, gradient descent): a masked array is a TypeError, since its masked
+    values would be computed as if valid, as is a torch tensor that requires
+    grad (fastcalc computes gradients with its ``*_backward`` functions); a
+    ragged sequence is a ValueError naming the argument.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose masked values this function "
+                        f"would compute as if valid: pass {name}.filled(value) to compute "
+                        "every element with a value of your choice in the masked ones")
+    if getattr(value, "requires_grad", False) is True and type(value).__module__.startswith(
+            "torch"):
+        raise TypeError(f"{name} is a torch tensor that requires grad: pass {name}.detach() "
+                        "(fastcalc computes gradients with its *_backward functions)")
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an array of numbers: {error}") from None
 
 
 def on_dask(name: str):

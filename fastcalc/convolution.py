@@ -166,7 +166,7 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
         _validate.no_out_with_dask(out, "in1")
         function = _validate.on_dask("convolve2d" if flip else "correlate2d")
         return function(in1, in2, mode, boundary, fillvalue, method=method, backend=backend)
-    image, kernel = np.asarray(in1), np.asarray(in2)
+    image, kernel = _validate.as_array(in1, "in1"), _validate.as_array(in2, "in2")
     compute, result_dtype, fill = check_filter(image, kernel, mode, boundary, fillvalue, method)
 
     swapped = mode == "valid" and _swap_needed(image.shape[-2:], kernel.shape, image.ndim)
@@ -772,7 +772,7 @@ class _Layer:
             named["bias"] = bias
         if grad_out is not None:
             named["grad_out"] = grad_out
-        arrays = {name: np.asarray(value) for name, value in named.items()}
+        arrays = {name: _validate.as_array(value, name) for name, value in named.items()}
         self.compute, self.result_dtype = _validate.common_dtype(arrays, "convolutions")
         image, filters = arrays["x"], arrays["weight"]
         if image.ndim != 4:

@@ -345,8 +345,8 @@ def _correlate_sources(grid, whole, offsets, shape, weights, fill, fft, backend,
 
     ``grid`` holds the pieces of the region (rows of pieces): chunks of the
     image where ``whole`` is true, strips cut from them elsewhere (see
-    :func:`_region_blocks`).  What lies
-    outside the region is the "constant" boundary, filled on the fly.  The
+    :func:`_region_blocks`).  What lies outside the region is the
+    "constant" boundary, filled on the fly.  The
     direct method computes the outputs that read only the largest whole
     chunk among the pieces from it, without copying it, then the bands of
     outputs whose taps reach other pieces from windows of the region joined

@@ -439,7 +439,7 @@ def gradient_descent(
             grad, x0, lr, n_iter, momentum=momentum, tol=tol, history=history, backend=backend)
     if not callable(grad):
         raise TypeError(f"grad must be callable, got {type(grad).__name__}")
-    array = np.asarray(x0)
+    array = _validate.as_array(x0, "x0")
     compute, returned = _validate.compute_dtype(array.dtype, "x0")
     if array.ndim > 2:
         raise ValueError(
@@ -581,8 +581,8 @@ def _minibatch_order(samples: int, batch: int, n_iter: int, seed) -> np.ndarray:
 def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size, l2,
          fit_intercept, w0, seed, backend) -> FitResult:
     """Validate, run the ``fit`` kernel of the chosen backend, shape the result."""
-    X = np.asarray(X)
-    y = np.asarray(y)
+    X = _validate.as_array(X, "X")
+    y = _validate.as_array(y, "y")
     compute, returned = _validate.compute_dtype(X.dtype, "X")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"y must be a real numeric array, got dtype {y.dtype}")
@@ -619,7 +619,7 @@ def _fit(function: str, loss_code: int, X, y, lr, n_iter, reduction, batch_size,
     if w0 is None:
         coef = np.zeros((P, D), dtype=compute)
     else:
-        w0 = np.asarray(w0)
+        w0 = _validate.as_array(w0, "w0")
         _validate.compute_dtype(w0.dtype, "w0")
         if w0.shape not in ((D,), (P, D)):
             raise ValueError(f"w0 has shape {w0.shape}, expected ({D},) or ({P}, {D})")

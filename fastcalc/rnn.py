@@ -287,14 +287,6 @@ def _run_in_slices(run, batch: int, seconds_per_sequence: float, backend: str | 
                               align=_dispatch.kernel("rnn", "BLOCK_ROWS", backend, _AUTO_ORDER))
 
 
-def _as_array(value, name: str) -> np.ndarray:
-    """``np.asarray(value)``; a ragged sequence is a ValueError naming the argument."""
-    try:
-        return np.asarray(value)
-    except ValueError as error:
-        raise ValueError(f"{name} must be an array of numbers: {error}") from None
-
-
 class _Arguments:
     """The validated arguments of an RNN call: contiguous, native, one dtype.
 
@@ -345,7 +337,7 @@ class _Arguments:
         for name, value in named.items():
             if value is None and name not in _OPTIONAL:
                 raise TypeError(f"{name} must be an array, got None")
-        arrays = {name: _as_array(value, name) for name, value in named.items()
+        arrays = {name: _validate.as_array(value, name) for name, value in named.items()
                   if value is not None}
         self.compute, self.result_dtype = _validate.common_dtype(arrays, "RNNs")
 

@@ -365,6 +365,13 @@ def test_conv2d_on_chunks_of_the_images_builds_without_computing():
     lazy = fastcalc.conv2d(x, da.ones((4, 3, 5, 5), chunks=2), da.zeros(4, chunks=2),
                            stride=2, padding=2)
     assert lazy.shape == (2, 4, 20, 20) and lazy.chunks[2:] == ((8, 8, 4), (8, 8, 4))
+    image = np.random.default_rng(7).standard_normal((2, 3, 40, 40))
+    weight, bias = np.arange(300.0).reshape(4, 3, 5, 5) / 300, np.arange(4.0)
+    lazy = fastcalc.conv2d(da.from_array(image, chunks=(1, 3, 16, 16)),
+                           da.from_array(weight, chunks=2), da.from_array(bias, chunks=2),
+                           stride=2, padding=2, backend="numba")
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), fastcalc.conv2d(
+        image, weight, bias, stride=2, padding=2, backend="numba"))
     with pytest.raises(ValueError, match="must be non-empty and fit"):
         fastcalc.conv2d(x, np.ones((1, 3, 45, 1)))
 
