@@ -91,7 +91,7 @@ def correlate2d(
     Returns
     -------
     ndarray
-        float32 if both inputs are float32 (scipy would upcast), float16 for
+        float32 if both inputs are float32 (as scipy), float16 for
         float16 (computed in float32), else float64.
 
     Raises

@@ -1465,3 +1465,14 @@ def test_a_long_call_honours_ctrl_c(case):
             backend == "cython" and not _cython.available_isas("optim")):
         pytest.skip(f"no {backend} backend")
     assert_interrupted(INTERRUPTED_SETUP, call, case)
+
+
+def test_a_descent_to_non_finite_values_warns_only_that_it_diverged(backend):
+    """No numpy RuntimeWarning ("invalid value encountered in subtract") before fastcalc's."""
+    if backend == "cython":
+        pytest.skip("the cython backend cannot compile a user's grad")
+    for starts, momentum in [(np.array([1.0, -1.0]), 0.0), (np.array([[1.0, -1.0]]), 0.5)]:
+        with pytest.warns(RuntimeWarning, match="diverged") as caught:
+            fastcalc.gradient_descent(lambda x: x * np.inf, starts, n_iter=3, momentum=momentum,
+                                      tol=1e-3, backend=backend)
+        assert [str(w.message) for w in caught if "diverged" not in str(w.message)] == []

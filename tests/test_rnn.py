@@ -1019,3 +1019,18 @@ def test_read_only_big_endian_and_strided_inputs_together(backend, call):
                      for name, view in awkward.items()}, backend=backend)
     for actual, want in zip(call(awkward, backend=backend), expected, strict=True):
         np.testing.assert_array_equal(actual, want)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_non_finite_values_pass_silently_with_every_backend(backend):
+    """inf and NaN give IEEE's results without a warning (numpy's "invalid value" ones
+    included), so that calls run under ``-W error`` as the compiled kernels do."""
+    x, h0 = np.full((2, 1, 1), np.inf), np.zeros((1, 2))
+    Wxh, Whh, Why = np.ones((2, 1)), np.full((2, 2), np.inf), np.ones((1, 2))
+    h, y = fastcalc.rnn_forward(x, h0, Wxh, Whh, Why, backend=backend)
+    grads = fastcalc.rnn_backward(np.full((2, 1, 1), np.inf), x, h, h0, Wxh, Whh, Why,
+                                  backend=backend)
+    expected = fastcalc.rnn_backward(np.full((2, 1, 1), np.inf), x, h, h0, Wxh, Whh, Why,
+                                     backend="numpy")
+    for name, got, want in zip(grads._fields, grads, expected, strict=True):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)

@@ -77,7 +77,8 @@ def _evaluate(grad, x):
 
 
 def _norm(g):
-    return np.abs(g) if g.ndim == 1 else np.sqrt(np.einsum("bd,bd->b", g, g))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(g) if g.ndim == 1 else np.sqrt(np.einsum("bd,bd->b", g, g))
 
 
 def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, converged,
@@ -92,12 +93,13 @@ def gradient_descent(grad, x0, x, velocity, lr, momentum, n_iter, tol, steps, co
         if tol >= 0:
             moving = ~(_norm(g) < tol)
         mask = moving if x.ndim == 1 else moving[:, None]
-        if momentum == 0:
-            update = g
-        else:
-            update = np.where(mask, momentum * velocity + g, velocity)
-            velocity[...] = update
-        np.subtract(x, lr * update, out=x, where=mask, casting="unsafe")
+        with np.errstate(invalid="ignore", over="ignore"):  # inf and NaN as compiled
+            if momentum == 0:
+                update = g
+            else:
+                update = np.where(mask, momentum * velocity + g, velocity)
+                velocity[...] = update
+            np.subtract(x, lr * update, out=x, where=mask, casting="unsafe")
         if record:
             history[t + 1] = x
         if tol >= 0:

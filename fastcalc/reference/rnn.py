@@ -50,6 +50,8 @@ def _blocks(start, stop):
             for first in range(start, stop, BLOCK_ROWS)]
 
 
+# inf and NaN silently, as the compiled kernels compute them
+@np.errstate(invalid="ignore", over="ignore")
 def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, start, stop, num_threads):
     for rows in _blocks(start, stop):
         h_prev = h0[rows]
@@ -59,6 +61,7 @@ def rnn_forward(x, h0, Wxh, Whh, Why, bh, by, h, y, start, stop, num_threads):
         y[:, rows] = h[:, rows] @ Why.T + by
 
 
+@np.errstate(invalid="ignore", over="ignore")
 def rnn_backward(dy, x, h, h0, Wxh, Whh, Why, dh_last, clip, dx, dh0, dWxh, dWhh, dbh, dWhy,
                  dby, start, stop, num_threads):
     for rows in _blocks(start, stop):
