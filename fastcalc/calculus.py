@@ -97,9 +97,23 @@ def _method(method: str, choices) -> str:
     return method
 
 
+def _call(f, points: np.ndarray, name: str):
+    """``f(points)``; a function of Python numbers only (``math.sin``) is a TypeError that
+    names ``f`` and what to pass instead of numpy's "only 0-dimensional arrays can be
+    converted"."""
+    try:
+        return f(points)
+    except TypeError as error:
+        if points.ndim == 0 or "0-dimensional arrays" not in str(error):
+            raise
+        raise TypeError(f"{name} must take arrays of points (numpy's functions do; math's do "
+                        f"not): pass np.vectorize({name}) or a numpy function such as np.sin "
+                        f"({name} raised: {error})") from error
+
+
 def _evaluate(f, points: np.ndarray, shape: tuple, what: str, name: str = "f") -> np.ndarray:
     """``f(points)`` as a float array, checked to have ``shape``; ``name`` is f's argument."""
-    values = np.asarray(f(points))
+    values = np.asarray(_call(f, points, name))
     if values.dtype.kind not in "biuf":
         raise TypeError(f"{name} must return real numbers, it returned dtype {values.dtype}")
     if values.shape != shape:
@@ -197,7 +211,49 @@ def derivative(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray
     return (total / step).astype(returned, copy=False)
 
 
-def _partials(f: Callable, x, h, method: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _per_point(f, vectorized: bool, name: str = "f"):
+    """``f`` over an array of points ``(..., n)``: ``f`` itself if it is ``vectorized``
+    (checked on the first point: a function of one point called on a batch can return a
+    plausible shape and wrong numbers), else ``f`` called on each point, results stacked."""
+    if not isinstance(vectorized, (bool, np.bool_)):
+        raise TypeError(f"vectorized must be True or False, got {vectorized!r}")
+
+    def batched(points):
+        values = np.asarray(f(points))
+        if points.ndim > 1 and points.shape[:-1] and 0 not in points.shape[:-1]:
+            first = points[(0,) * (points.ndim - 1)]
+            one = np.asarray(f(first))
+            head = values[(0,) * (points.ndim - 1)] if values.ndim >= points.ndim - 1 else None
+            if head is None or head.shape != one.shape or not np.allclose(
+                    head, one, rtol=_SAME_POINT_RTOL[points.dtype.itemsize >= 8], atol=0,
+                    equal_nan=True):
+                raise ValueError(f"{name} is not vectorized over points (..., n): called on a "
+                                 f"batch {points.shape} it gave another value for the first "
+                                 f"point than called on that point alone; pass "
+                                 f"vectorized=False to call {name} one point at a time")
+        return values
+
+    def each(points):
+        flat = points.reshape(-1, points.shape[-1])
+        values = [np.asarray(f(point)) for point in flat]
+        if not values:
+            return np.empty(points.shape[:-1])
+        if any(value.shape != values[0].shape for value in values):
+            raise ValueError(f"{name} returned values of shapes "
+                             f"{sorted({value.shape for value in values})} for points of "
+                             f"shape {points.shape[-1:]}: one shape for every point is needed")
+        return np.stack(values).reshape(points.shape[:-1] + values[0].shape)
+
+    return batched if vectorized else each
+
+
+# How close f's value for a point must be, called on a batch and alone (float64, float32):
+# a vectorized f may sum in another order.
+_SAME_POINT_RTOL = {True: 1e-9, False: 1e-4}
+
+
+def _partials(f: Callable, x, h, method: str, name: str,
+              vectorized: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(f(x), d f / d x_j)`` for f of points along x's last axis.
 
     The partials have shape ``(..., *f's value per point, n)``.
@@ -207,15 +263,15 @@ def _partials(f: Callable, x, h, method: str, name: str) -> tuple[np.ndarray, np
     if points.ndim == 0:
         raise ValueError("x must be a point (n,) or a batch of points (..., n), got a scalar")
     offsets, weights, power = _STENCILS[_method(method, _STENCILS)]
+    evaluate = _per_point(f, vectorized)
     batch, n = points.shape[:-1], points.shape[-1]
-    vectorized = (f"{name} calls f on x's points and on copies moved along each coordinate, "
-                  f"and needs f vectorized over them: an array (..., n) in, one "
-                  "result per point out (write x[..., 0] for the first coordinate, sum with "
-                  "axis=-1, or wrap f in np.vectorize(f, signature='(n)->()'))")
-    value = np.asarray(f(points))
+    needs = (f"{name} needs f of points (..., n) returning one result per point: write "
+             "x[..., 0] for the first coordinate and sum with axis=-1, or pass "
+             "vectorized=False to call f one point at a time")
+    value = np.asarray(_call(evaluate, points, "f"))
     if value.shape[:len(batch)] != batch:
         raise ValueError(f"f returned shape {value.shape} for points of shape "
-                         f"{points.shape}; {vectorized}")
+                         f"{points.shape}; {needs}")
     per_point = value.shape[len(batch):]
     step = _step(points, h, power)
     if step.shape != points.shape:
@@ -226,27 +282,36 @@ def _partials(f: Callable, x, h, method: str, name: str) -> tuple[np.ndarray, np
     total = np.zeros((*batch, n, *per_point), points.dtype)
     for offset, weight in zip(offsets, weights, strict=True):
         shifted = points[..., None, :] + offset * directions
-        total += weight * _evaluate(f, shifted, (*batch, n, *per_point), vectorized)
+        total += weight * _evaluate(evaluate, shifted, (*batch, n, *per_point), needs)
     spacing = step.reshape(*batch, n, *(1,) * len(per_point))
     partials = np.moveaxis(total / spacing, len(batch), -1)
     return value.astype(returned, copy=False), partials.astype(returned, copy=False)
 
 
-def gradient(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
+def gradient(f: Callable, x, *, h=None, method: str = "central",
+             vectorized: bool = False) -> np.ndarray:
     """The partial derivatives of ``f: R^n -> R`` at a point or a batch of points.
 
     Parameters
     ----------
     f : callable
-        ``f(points)`` with points of shape ``(..., n)`` returns one number
-        per point, shape ``(...)``: numpy code written with ``x[..., j]``
-        for coordinate ``j``, or ``np.vectorize(g, signature="(n)->()")``
-        for a ``g`` of one point.  It is called ``1 + 2`` times (central)
-        on arrays of ``n`` perturbed copies of every point.
+        A function of one point ``(n,)`` returning a number, as
+        :func:`scipy.optimize.check_grad` takes it; with
+        ``vectorized=True``, of points ``(..., n)`` returning one number per
+        point, shape ``(...)`` (numpy code written with ``x[..., j]`` for
+        coordinate ``j`` and sums along ``axis=-1``).
     x : array_like
         A point ``(n,)`` or points ``(..., n)``.
     h, method
         As for :func:`derivative` (``h`` broadcasts against ``x``).
+    vectorized : bool
+        False (the default): ``f`` is called on one point at a time, ``1 +
+        2n`` times per point (central).  True: ``f`` is called on arrays
+        of points, ``1 + 2`` times (central) on ``n`` perturbed copies of
+        every point, much faster for many points; the first point of each
+        call is checked against ``f`` of that point alone (a ValueError if
+        ``f`` is not vectorized: it could return a plausible shape and wrong
+        numbers).
 
     Returns
     -------
@@ -265,11 +330,18 @@ def gradient(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
     The seed's slide 6, ``f = x**2 + 2xy + y**2`` at ``(1, 2)``: ``(6, 6)``.
 
     >>> import fastcalc
-    >>> f = lambda p: p[..., 0]**2 + 2*p[..., 0]*p[..., 1] + p[..., 1]**2
+    >>> f = lambda p: p[0]**2 + 2*p[0]*p[1] + p[1]**2
     >>> fastcalc.gradient(f, [1.0, 2.0]).round(8)
     array([6., 6.])
+
+    Vectorized over a batch of points:
+
+    >>> f = lambda p: p[..., 0]**2 + 2*p[..., 0]*p[..., 1] + p[..., 1]**2
+    >>> fastcalc.gradient(f, [[1.0, 2.0], [0.0, 1.0]], vectorized=True).round(8)
+    array([[6., 6.],
+           [2., 2.]])
     """
-    value, partials = _partials(f, x, h, method, "gradient")
+    value, partials = _partials(f, x, h, method, "gradient", vectorized)
     if value.ndim != np.ndim(x) - 1:
         raise ValueError(
             f"f returned shape {value.shape} for points of shape {np.shape(x)}: gradient "
@@ -278,17 +350,19 @@ def gradient(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
     return partials
 
 
-def jacobian(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
+def jacobian(f: Callable, x, *, h=None, method: str = "central",
+             vectorized: bool = False) -> np.ndarray:
     """The Jacobian of ``f: R^n -> R^m`` at a point or a batch of points.
 
     Parameters
     ----------
     f : callable
-        ``f(points)`` with points ``(..., n)`` returns ``(..., m)``.
+        A function of one point ``(n,)`` returning ``(m,)``; with
+        ``vectorized=True``, of points ``(..., n)`` returning ``(..., m)``.
     x : array_like
         A point ``(n,)`` or points ``(..., n)``.
-    h, method
-        As for :func:`derivative`.
+    h, method, vectorized
+        As for :func:`gradient`.
 
     Returns
     -------
@@ -301,13 +375,12 @@ def jacobian(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
     Polar to Cartesian coordinates, at radius 2 and angle 0:
 
     >>> import numpy as np, fastcalc
-    >>> polar = lambda p: np.stack([p[..., 0] * np.cos(p[..., 1]),
-    ...                             p[..., 0] * np.sin(p[..., 1])], axis=-1)
+    >>> polar = lambda p: np.array([p[0] * np.cos(p[1]), p[0] * np.sin(p[1])])
     >>> fastcalc.jacobian(polar, [2.0, 0.0]).round(8)
     array([[1., 0.],
            [0., 2.]])
     """
-    value, partials = _partials(f, x, h, method, "jacobian")
+    value, partials = _partials(f, x, h, method, "jacobian", vectorized)
     if value.ndim != np.ndim(x):
         raise ValueError(
             f"f returned shape {value.shape} for points of shape {np.shape(x)}: jacobian "
@@ -316,19 +389,21 @@ def jacobian(f: Callable, x, *, h=None, method: str = "central") -> np.ndarray:
     return partials
 
 
-def check_grad(f: Callable, grad: Callable, x, *, h=None, method: str = "central"):
+def check_grad(f: Callable, grad: Callable, x, *, h=None, method: str = "central",
+               vectorized: bool = False):
     """How far a hand-written gradient is from the numerical one: the largest relative error.
 
     Parameters
     ----------
     f : callable
-        ``f: R^n -> R``, vectorized as for :func:`gradient`.
+        ``f: R^n -> R`` of one point, as :func:`scipy.optimize.check_grad`
+        takes it (of points ``(..., n)`` with ``vectorized=True``).
     grad : callable
-        Its gradient: ``grad(points)`` returns an array shaped like the
-        points ``(..., n)``.
+        Its gradient: ``grad(point)`` returns ``(n,)`` (``grad(points)``
+        an array shaped like the points ``(..., n)`` with ``vectorized=True``).
     x : array_like
         A point ``(n,)`` or points ``(..., n)`` to check at.
-    h, method
+    h, method, vectorized
         As for :func:`gradient`.
 
     Returns
@@ -345,15 +420,19 @@ def check_grad(f: Callable, grad: Callable, x, *, h=None, method: str = "central
     Examples
     --------
     >>> import numpy as np, fastcalc
-    >>> f = lambda p: np.sum(np.sin(p), axis=-1)
+    >>> f = lambda p: np.sum(np.sin(p))
     >>> bool(fastcalc.check_grad(f, np.cos, [0.5, 1.0, 2.0]) < 1e-9)
     True
     >>> bool(fastcalc.check_grad(f, np.sin, [0.5, 1.0, 2.0]) > 0.1)  # a wrong gradient
     True
+    >>> f = lambda p: np.sum(np.sin(p), axis=-1)                      # many points at once
+    >>> fastcalc.check_grad(f, np.cos, np.ones((4, 3)), vectorized=True).shape
+    (4,)
     """
     _callable(grad, "grad")
-    numerical = gradient(f, x, h=h, method=method)
-    analytic = _evaluate(grad, np.asarray(x, dtype=numerical.dtype), numerical.shape,
+    numerical = gradient(f, x, h=h, method=method, vectorized=vectorized)
+    analytic = _evaluate(_per_point(grad, vectorized, "grad"),
+                         np.asarray(x, dtype=numerical.dtype), numerical.shape,
                          "grad must return one gradient (n,) per point", "grad")
     error = np.abs(analytic - numerical).max(axis=-1, initial=0)
     scale = np.maximum(np.abs(analytic), np.abs(numerical)).max(axis=-1, initial=0)

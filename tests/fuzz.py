@@ -17,7 +17,9 @@ What passes: the numpy reference either returns, and every other backend
 returns the same result (the same shapes, dtypes, NaN and infinity
 positions, and values within the tolerance of the dtype), or it raises a
 TypeError or ValueError, every other backend raises the same type, and the
-message names the mutated argument.  No call may change its inputs.
+message names the mutated argument (or, for a shape mutation, any argument;
+or one the case lists in ``"also_named"``: arguments whose random values may
+be invalid on their own).  No call may change its inputs.
 """
 
 from __future__ import annotations
@@ -333,6 +335,7 @@ def run_case(case: dict, backends: list[str]) -> str | None:
     reference = results[chosen[0]]
     if reference.error is not None:
         others = tuple(case["arguments"]) if case.get("mismatch") else ()
+        others += tuple(case.get("also_named", ()))
         if out_how == "same":  # in place: the input's dtype may not be the result's
             others += ("out",)
         problem = _judge_error(reference.error, mutated, others)

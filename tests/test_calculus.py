@@ -300,12 +300,43 @@ def test_gradient_with_an_explicit_step_per_coordinate():
 
 
 @pytest.mark.parametrize("x", [np.array([1.0, 2.0]), np.ones((3, 2)), np.ones((2, 2))])
-def test_a_function_not_vectorized_over_points_is_a_value_error(x):
+def test_a_function_of_one_point_works_and_is_refused_as_vectorized(x):
     def f(p):
         return np.sum(p**2)  # no axis=-1: one number for any array
 
-    with pytest.raises(ValueError, match="vectorized"):
-        fastcalc.gradient(f, x)
+    assert_close(fastcalc.gradient(f, x), 2 * x, 1e-8)
+    with pytest.raises(ValueError, match="vectorized=False"):
+        fastcalc.gradient(f, x, vectorized=True)
+
+
+def test_check_grad_called_as_scipy_calls_it_never_gives_a_wrong_number():
+    """A function of one point that returns a plausible shape on a batch (x[0] is a row of
+    it): called point by point by default, as scipy does; refused as vectorized."""
+    x0 = np.array([0.3, -1.2, 2.0])
+
+    def f(x):
+        return np.sum(x**3) + x[0] * x[1]
+
+    def grad(x):
+        return 3 * x**2 + np.array([x[1], x[0], 0.0])
+
+    assert fastcalc.check_grad(f, grad, x0) < 1e-9
+    assert fastcalc.check_grad(f, lambda x: 3 * x**2, x0) > 0.05  # a wrong gradient
+    assert fastcalc.check_grad(lambda x: np.sum(x**3), lambda x: 3 * x**2, x0) < 1e-9
+    with pytest.raises(ValueError, match="f is not vectorized over points"):
+        fastcalc.check_grad(f, grad, x0, vectorized=True)
+    vectorized = fastcalc.check_grad(lambda x: np.sum(x**3, axis=-1), lambda x: 3 * x**2,
+                                     np.stack([x0, -x0]), vectorized=True)
+    assert vectorized.shape == (2,) and (vectorized < 1e-9).all()
+    with pytest.raises(TypeError, match="vectorized must be True or False"):
+        fastcalc.gradient(f, x0, vectorized="yes")
+
+
+@pytest.mark.parametrize("call", [lambda: fastcalc.derivative(math.sin, np.array([1.0, 2.0])),
+                                  lambda: fastcalc.integrate(math.sin, 0, 1)])
+def test_a_function_of_python_numbers_is_a_type_error_naming_f(call):
+    with pytest.raises(TypeError, match=r"f must take arrays of points .* np\.vectorize\(f\)"):
+        call()
 
 
 def test_np_vectorize_makes_a_function_of_one_point_usable():
