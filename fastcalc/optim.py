@@ -365,6 +365,8 @@ def gradient_descent(
     x0 : array_like, scalar, (B,) or (B, D)
         The starting points: a scalar is one problem (the seed's slide 3),
         (B,) holds B scalar problems, (B, D) B problems of D coordinates.
+        One problem in D dimensions (:func:`scipy.optimize.minimize`'s
+        ``x0`` of shape (D,)) is ``x0[None]``, of shape (1, D).
         float32 stays float32, float16 is computed in float32, integers and
         bool give float64.
     lr : float, optional
@@ -433,6 +435,13 @@ def gradient_descent(
     >>> minima = fastcalc.gradient_descent(lambda x: 2*x + 5, starts, n_iter=100).x
     >>> minima.shape, bool(np.abs(minima + 2.5).max() < 1e-6)
     ((1000000,), True)
+
+    One problem in two dimensions, ``x @ A @ x / 2 - b @ x``, whose
+    gradient is ``A @ x - b``:
+
+    >>> A, b = np.array([[3.0, 1.0], [1.0, 2.0]]), np.array([1.0, -1.0])
+    >>> fastcalc.gradient_descent(lambda p: A @ p - b, np.zeros((1, 2)), lr=0.2, n_iter=200).x
+    array([[ 0.6, -0.8]])
     """
     if _validate.is_dask_array(x0):
         return _validate.on_dask("gradient_descent")(
