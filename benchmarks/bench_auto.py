@@ -6,8 +6,9 @@ candidate's in every group (flagged above 1.2).  A group is one shape of one
 kernel family; its members are ``auto`` and every backend (and, for
 correlate2d, method) that gives the results auto gives: the compiled
 backends, and for correlate2d the method auto picks for that shape (the
-direct sum below ``FFT_MIN_TAPS`` taps, the FFT from there; whether the FFT
-should be picked at all is not this benchmark's question).  The shapes span
+direct sum below ``FFT_MIN_TAPS`` taps; from there auto's FFT is checked per
+output, so both the direct sum and the plain FFT are members; whether the
+FFT should be picked at all is not this benchmark's question).  The shapes span
 each family's range: from calls dominated by Python overhead to calls
 dominated by memory bandwidth or arithmetic.
 """
@@ -50,20 +51,23 @@ def _correlate_groups():
     for dtype in ("float32", "float64"):
         for side, taps in shapes:
             image, kernel = _normal(side, side, dtype=dtype), _normal(taps, taps, dtype=dtype)
-            method = "fft" if taps * taps >= FFT_MIN_TAPS[np.dtype(dtype)] else "direct"
+            methods = (("direct", "fft") if taps * taps >= FFT_MIN_TAPS[np.dtype(dtype)]
+                       else ("direct",))
             members = {"auto": functools.partial(fastcalc.correlate2d, image, kernel, "same")}
             for backend in COMPILED:
-                members[f"{backend} {method}"] = functools.partial(
-                    fastcalc.correlate2d, image, kernel, "same", method=method, backend=backend)
+                for method in methods:
+                    members[f"{backend} {method}"] = functools.partial(
+                        fastcalc.correlate2d, image, kernel, "same", method=method,
+                        backend=backend)
             groups[f"correlate2d same {dtype} {side}x{side} {taps}x{taps}"] = members
     # A kernel larger than the image: the image slides over the kernel, whose
-    # 100x100 taps then take the FFT.
+    # 100x100 taps then take the checked FFT.
     image, kernel = _normal(100, 100, dtype="float64"), _normal(200, 200, dtype="float64")
     groups["correlate2d full float64 100x100 200x200"] = {
         "auto": functools.partial(fastcalc.correlate2d, image, kernel, "full"),
-        **{f"{backend} fft": functools.partial(fastcalc.correlate2d, image, kernel, "full",
-                                               method="fft", backend=backend)
-           for backend in COMPILED},
+        **{f"{backend} {method}": functools.partial(fastcalc.correlate2d, image, kernel, "full",
+                                                    method=method, backend=backend)
+           for backend in COMPILED for method in ("direct", "fft")},
     }
     return groups
 

@@ -107,8 +107,10 @@ def correlate2d(in1, in2, mode: str = "full", boundary: str = "fill", fillvalue:
     Each block of the result is computed from the part of ``in1`` it reads:
     its own block and strips of its neighbours as deep as the kernel, or,
     at the image's edges, the boundary's values (``fill`` taps are computed
-    by the kernels on the fly, as in memory).  ``method="auto"`` is decided
-    once for the whole call.  Where the result cannot be cut (scipy's swap
+    by the kernels on the fly, as in memory).  ``method="auto"`` picks the
+    direct sum or the FFT once for the whole call, by the kernel, as in
+    memory; the FFT's check of accuracy is made per block.  Where the
+    result cannot be cut (scipy's swap
     of a larger ``in2`` in "valid" mode, a kernel with more taps than one
     image), the image is one block along its image axes.
 
@@ -169,7 +171,9 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
     padding = convolution._BOUNDARIES[boundary]
     if padding != "constant":  # the blocks read the boundary's values themselves
         fill = 0.0
-    fft = convolution.uses_fft(method, weights)
+    if not convolution.uses_fft(method, weights) or (image.dtype.kind in "biu"
+                                                     and kernel.dtype.kind in "biu"):
+        method = "direct"  # "auto" as in memory: checked FFTs of big kernels' blocks
     # Rows (columns) before the image in the padded image the result is the
     # valid correlation of.
     before = (kh - 1 - first[0], kw - 1 - first[1])
@@ -178,7 +182,7 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
     rows = [_reads(part, kh, before[0], height, padding) for part in _bounds(row_chunks)]
     columns = [_reads(part, kw, before[1], width, padding) for part in _bounds(column_chunks)]
     return _region_blocks("correlate2d", image, rows, columns, _correlate_sources,
-                          (weights, fill, fft, backend, result_dtype), image.chunks[:-2],
+                          (weights, fill, method, backend, result_dtype), image.chunks[:-2],
                           result_dtype)
 
 
@@ -340,7 +344,8 @@ def _cut_strips(chunk, parts):
 SIDE_BAND = 16
 
 
-def _correlate_sources(grid, whole, offsets, shape, weights, fill, fft, backend, result_dtype):
+def _correlate_sources(grid, whole, offsets, shape, weights, fill, method, backend,
+                       result_dtype):
     """One block of the result, from the region the pieces of ``grid`` make up.
 
     ``grid`` holds the pieces of the region (rows of pieces): chunks of the
@@ -357,10 +362,11 @@ def _correlate_sources(grid, whole, offsets, shape, weights, fill, fft, backend,
     column_starts = np.cumsum([0] + [piece.shape[-1] for piece in grid[0]]).tolist()
     chunks = [(grid[i][j].size, i, j) for i, across in enumerate(whole)
               for j, is_whole in enumerate(across) if is_whole]
-    if fft or not chunks:
+    if method != "direct" or not chunks:
         return _correlate_window(grid, row_starts, column_starts,
                                  (0, row_starts[-1]), (0, column_starts[-1]), weights, offsets,
-                                 fill, fft, backend, (0, shape[0]), (0, shape[1]), result_dtype)
+                                 fill, method, backend, (0, shape[0]), (0, shape[1]),
+                                 result_dtype)
     _, i, j = max(chunks)
     main = grid[i][j]
     (kh, kw), (top, left) = weights.shape, offsets
@@ -393,7 +399,7 @@ def _correlate_sources(grid, whole, offsets, shape, weights, fill, fft, backend,
             band = _correlate_window(grid, row_starts, column_starts,
                                      _reads_of(rows, top, kh, row_starts[-1]),
                                      _reads_of(columns, left, kw, column_starts[-1]), weights,
-                                     offsets, fill, False, backend, rows, columns, None)
+                                     offsets, fill, "direct", backend, rows, columns, None)
             result[:, rows[0]:rows[1], columns[0]:columns[1]] = band
     return result.reshape(*main.shape[:-2], *shape).astype(result_dtype, copy=False)
 
@@ -413,7 +419,7 @@ def _reads_of(outputs: tuple[int, int], before: int, taps: int, size: int) -> tu
 
 
 def _correlate_window(grid, row_starts, column_starts, rows, columns, weights, offsets, fill,
-                      fft, backend, out_rows, out_columns, result_dtype):
+                      method, backend, out_rows, out_columns, result_dtype):
     """Outputs ``out_rows`` x ``out_columns`` of the block, from the region's ``rows`` x
     ``columns`` joined from the pieces of ``grid``; the compute dtype, (B, h, w), unless
     ``result_dtype`` is given (then shaped as the block)."""
@@ -430,7 +436,7 @@ def _correlate_window(grid, row_starts, column_starts, rows, columns, weights, o
     top, left = offsets
     convolution.correlate_padded(images, weights,
                                  (top + rows[0] - out_rows[0], left + columns[0] - out_columns[0]),
-                                 "constant", fill, "fft" if fft else "direct", backend, result)
+                                 "constant", fill, method, backend, result)
     if result_dtype is None:
         return result
     return result.reshape(*window.shape[:-2], *shape).astype(result_dtype, copy=False)

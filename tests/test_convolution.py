@@ -117,6 +117,51 @@ def test_fft_and_direct_agree_and_auto_picks_by_size(taps):
     assert_close(fastcalc.correlate2d(image, kernel, "same"), direct, 1e-12)
 
 
+def _direct_bound(image, kernel, mode, boundary, dtype):
+    """The direct sum's error bound per output: eps * kh * kw * sum of |weight| * |value|."""
+    magnitudes = fastcalc.correlate2d(np.abs(image).astype(np.float64),
+                                      np.abs(kernel).astype(np.float64), mode, boundary,
+                                      method="direct")
+    return magnitudes * kernel.size * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("scene", ["normal", "dark corner", "zero border"])
+def test_auto_keeps_every_output_within_the_direct_sums_bound(scene, boundary, mode, dtype):
+    """The FFT's error is set by an image's largest values: outputs next to them but small
+    (a dark region, zeros, "full"'s corners) lose digits; auto sums those directly."""
+    rng = np.random.default_rng(11)
+    image = rng.standard_normal((130, 150)).astype(dtype)
+    if scene == "dark corner":
+        image[:80, :90] *= 1e-6
+    elif scene == "zero border":
+        image = np.pad(image[30:-30, 30:-30], 30)
+    kernel = rng.standard_normal((61, 61)).astype(dtype)  # past FFT_MIN_TAPS
+    assert kernel.size >= fastcalc.convolution.FFT_MIN_TAPS[np.dtype(dtype)]
+    direct = fastcalc.correlate2d(image, kernel, mode, boundary, method="direct")
+    bound = _direct_bound(image, kernel, mode, boundary, dtype)
+    auto = fastcalc.correlate2d(image, kernel, mode, boundary)
+    error = np.abs(auto.astype(np.float64) - direct)
+    assert ((error <= bound) | (error == 0)).all()
+    if scene == "dark corner":  # the FFT alone does not hold the bound
+        fft = fastcalc.correlate2d(image, kernel, mode, boundary, method="fft")
+        assert (np.abs(fft.astype(np.float64) - direct) > bound).any()
+
+
+def test_auto_keeps_integers_exact_and_non_finite_values_local():
+    rng = np.random.default_rng(12)
+    image, kernel = rng.integers(-1000, 1000, (120, 130)), rng.integers(-1000, 1000, (61, 61))
+    np.testing.assert_array_equal(fastcalc.correlate2d(image, kernel, "same"),
+                                  scipy.signal.correlate2d(image, kernel, "same"))
+    spotted = np.zeros((96, 96))
+    spotted[10, 10] = np.nan
+    result = fastcalc.correlate2d(spotted, np.ones((37, 36)), "same")
+    expected = scipy.signal.correlate2d(spotted, np.ones((37, 36)), "same")
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+
+
 def test_out():
     rng = np.random.default_rng(5)
     image, kernel = rng.standard_normal((3, 8, 8)), rng.standard_normal((3, 3))
