@@ -369,7 +369,7 @@ def _fill_value(fillvalue, dtype: np.dtype) -> float:
     else:
         fill = np.asarray(fillvalue)
         if fill.size != 1:
-            raise ValueError("fillvalue must be scalar or an array with one element.")
+            raise ValueError("`fillvalue` must be scalar or an array with one element.")
         value = fill.reshape(()).item()
         if fill.dtype.kind not in "biuf" and (isinstance(value, bool)
                                               or not isinstance(value, (int, float))):
