@@ -425,7 +425,7 @@ def test_out_has_the_result_dtype_and_any_layout_on_both_methods(backend, method
                           (1j, TypeError, "fillvalue must be a real number"),
                           ("1", TypeError, "fillvalue must be a real number"),
                           (None, TypeError, "fillvalue must be a real number"),
-                          ([1.0, 2.0], ValueError, "fillvalue must be scalar")])
+                          ([1.0, 2.0], ValueError, "`fillvalue` must be scalar")])
 def test_bad_fillvalue_is_named(fillvalue, error, match):
     with pytest.raises(error, match=match):
         fastcalc.correlate2d(np.ones((4, 4)), np.ones((2, 2)), fillvalue=fillvalue)
