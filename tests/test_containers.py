@@ -15,6 +15,8 @@ RNN_WEIGHTS = dict(h0=np.zeros((2, 5)), Wxh=np.ones((5, 3)) / 10, Whh=np.eye(5) 
 
 # Each function that combines elements, called with its array argument ``name`` replaced.
 CALLS = {
+    "sigmoid x": lambda value: fastcalc.sigmoid(value),
+    "sigmoid_derivative x": lambda value: fastcalc.sigmoid_derivative(value),
     "correlate2d in1": lambda value: fastcalc.correlate2d(value, np.ones((2, 2))),
     "correlate2d in2": lambda value: fastcalc.correlate2d(np.ones((4, 4)), value),
     "convolve2d in1": lambda value: fastcalc.convolve2d(value, np.ones((2, 2)), "same"),
@@ -28,6 +30,7 @@ CALLS = {
     "rnn_forward x": lambda value: fastcalc.rnn_forward(value, **RNN_WEIGHTS),
 }
 VALUES = {
+    "sigmoid x": np.linspace(-3, 3, 7), "sigmoid_derivative x": np.linspace(-3, 3, 7),
     "correlate2d in1": rng.standard_normal((5, 5)), "correlate2d in2": np.ones((2, 3)),
     "convolve2d in1": rng.standard_normal((4, 6)), "conv2d x": IMAGES,
     "conv2d weight": np.ones((2, 1, 3, 3)), "gradient_descent x0": np.linspace(-1, 1, 4),
@@ -41,7 +44,11 @@ def _fields(result):
             if field is not None]
 
 
-@pytest.mark.parametrize("call", sorted(CALLS))
+# The elementwise functions keep a masked array's mask (issue 18's ufuncs), not refuse it.
+COMBINING = sorted(name for name in CALLS if not name.startswith("sigmoid"))
+
+
+@pytest.mark.parametrize("call", COMBINING)
 def test_a_masked_array_is_a_type_error_where_elements_combine(call):
     value = VALUES[call]
     masked = np.ma.masked_array(value, mask=np.zeros(value.shape, bool))
