@@ -23,9 +23,9 @@ _BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular"
 _METHODS = ("auto", "direct", "fft")
 # method="auto" uses the checked FFT (_correlate_checked) from this many kernel
 # taps (kh * kw) on: where it overtook the direct Cython kernel on a 2048x2048
-# "same" correlation, both cores (/tmp/s27/cross.py, medians of 5: float32 61x61
-# direct 175 ms vs checked FFT 179, 71x71 271 vs 146; float64 41x41 148 vs 206,
-# 51x51 233 vs 192).  The FFT's cost barely depends on the kernel.
+# "same" correlation, both cores (medians of 5: float32 61x61 direct 175 ms vs
+# checked FFT 179, 71x71 271 vs 146; float64 41x41 148 vs 206, 51x51 233 vs
+# 192).  The FFT's cost barely depends on the kernel.
 FFT_MIN_TAPS = {np.dtype(np.float32): 3700, np.dtype(np.float64): 2500}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -338,7 +338,7 @@ def _correlate_checked(images, weights, padding, offsets, fill, out, direct, thr
     _correlate_fft(np.abs(images), np.abs(weights), padding, offsets, abs(fill), scale, direct,
                    threads)
     kh, kw = weights.shape
-    batch, out_height, out_width = out.shape
+    _, out_height, out_width = out.shape
     inaccurate = ~(scale >= FFT_SCALE_RANGE * scale.max(axis=(1, 2), keepdims=True))  # NaN too
     starts = (np.arange(0, out_height, CHECKED_TILE), np.arange(0, out_width, CHECKED_TILE))
     tiles = np.logical_or.reduceat(np.logical_or.reduceat(inaccurate, starts[0], axis=1),
