@@ -207,10 +207,9 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, out, backend, *, flip
     padding = _BOUNDARIES[boundary]
     target = _direct_target(out, compute, (images, weights), reversed_result)
     result = np.empty((images.shape[0], *shape), compute) if target is None else target
-    if method == "auto" and image.dtype.kind in "biu" and kernel.dtype.kind in "biu":
-        method = "direct"  # integers stay exact
-    correlate_padded(images, weights, (pads[1][0], pads[2][0]), padding, fill, method,
-                     backend, result)
+    correlate_padded(images, weights, (pads[1][0], pads[2][0]), padding, fill,
+                     resolved_method(method, image.dtype, kernel.dtype, weights), backend,
+                     result)
     if target is not None:
         return out
     if reversed_result:
@@ -264,10 +263,15 @@ def window(mode, image_shape, kernel_shape, flip):
     return (kh - 1, kw - 1), (height - kh + 1, width - kw + 1)
 
 
-def uses_fft(method: str, weights: np.ndarray) -> bool:
-    """Whether ``method`` computes with the FFT for this kernel (in the compute dtype):
-    "fft", or "auto" from ``FFT_MIN_TAPS`` taps on (checked by :func:`_correlate_checked`)."""
-    return method == "fft" or (method == "auto" and weights.size >= FFT_MIN_TAPS[weights.dtype])
+def resolved_method(method: str, image_dtype, kernel_dtype, weights: np.ndarray) -> str:
+    """``method`` as :func:`correlate_padded` takes it for these inputs and ``weights`` (the
+    kernel in the compute dtype): "fft", "direct", or "auto" for the FFT checked by
+    :func:`_correlate_checked`.  "auto" sums directly below ``FFT_MIN_TAPS`` taps, and
+    integer inputs (both), which stay exact."""
+    if method == "auto" and (weights.size < FFT_MIN_TAPS[weights.dtype]
+                             or (image_dtype.kind in "biu" and kernel_dtype.kind in "biu")):
+        return "direct"
+    return method
 
 
 def correlate_padded(images, weights, offsets, padding, fill, method, backend, out):
@@ -279,8 +283,9 @@ def correlate_padded(images, weights, offsets, padding, fill, method, backend, o
     them in place; the FFT path takes C-contiguous ones).  The
     padded image has ``images``'s (0, 0) at ``offsets`` (top, left) and
     extends as ``np.pad(mode=padding)`` (with ``fill`` for "constant"), to
-    at least ``(Ho + kh - 1, Wo + kw - 1)``.  ``method="auto"`` is the FFT
-    checked by :func:`_correlate_checked` from ``FFT_MIN_TAPS`` taps on.
+    at least ``(Ho + kh - 1, Wo + kw - 1)``.  ``method`` is one
+    :func:`resolved_method` gives ("auto": the FFT checked by
+    :func:`_correlate_checked`).
     """
     if not out.size:
         return
@@ -290,7 +295,7 @@ def correlate_padded(images, weights, offsets, padding, fill, method, backend, o
     threads = _dispatch.kernel_threads()
     if method == "fft":
         _correlate_fft(images, weights, padding, offsets, fill, out, direct, threads)
-    elif uses_fft(method, weights):
+    elif method == "auto":
         _correlate_checked(images, weights, padding, offsets, fill, out, direct, threads)
     else:
         _correlate_any_padding(direct, images, weights, padding, offsets, fill, out, threads)

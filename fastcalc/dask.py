@@ -171,9 +171,8 @@ def _filter2d(in1, in2, mode, boundary, fillvalue, method, backend, *, flip):
     padding = convolution._BOUNDARIES[boundary]
     if padding != "constant":  # the blocks read the boundary's values themselves
         fill = 0.0
-    if not convolution.uses_fft(method, weights) or (image.dtype.kind in "biu"
-                                                     and kernel.dtype.kind in "biu"):
-        method = "direct"  # "auto" as in memory: checked FFTs of big kernels' blocks
+    # Once for the call, as in memory ("auto": the FFT's check is made per block).
+    method = convolution.resolved_method(method, image.dtype, kernel.dtype, weights)
     # Rows (columns) before the image in the padded image the result is the
     # valid correlation of.
     before = (kh - 1 - first[0], kw - 1 - first[1])
