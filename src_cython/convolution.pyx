@@ -406,17 +406,21 @@ cdef _Edges _edges(Py_ssize_t low, Py_ssize_t high, Py_ssize_t out_width, Py_ssi
     return edges
 
 
-cdef bint _scratch(_Edges* edges, Py_ssize_t kh, Py_ssize_t size) noexcept nogil:
-    # Allocates edges' scratch rows (zeros: the columns between and after the
-    # edges' taps are summed too, and never read back); False if out of memory.
-    edges.image = calloc((kh + 1) * edges.columns, size)
-    edges.out = calloc(2 * edges.width, size)
-    return edges.image != NULL and edges.out != NULL
-
-
 cdef void _free_scratch(_Edges* edges) noexcept nogil:
     free(edges.image)
     free(edges.out)
+    edges.image = NULL
+    edges.out = NULL
+
+
+cdef void _scratch(_Edges* edges, Py_ssize_t kh, Py_ssize_t size) noexcept nogil:
+    # Allocates edges' scratch rows (zeros: the columns between and after the
+    # edges' taps are summed too, and never read back); out of memory, none
+    # (edges.image NULL: _pair sums the edges one column after another).
+    edges.image = calloc((kh + 1) * edges.columns, size)
+    edges.out = calloc(2 * edges.width, size)
+    if edges.image == NULL or edges.out == NULL:
+        _free_scratch(edges)
 
 
 cdef inline void _copy_taps(const floating* source, Py_ssize_t first, Py_ssize_t count,
@@ -518,9 +522,8 @@ cdef void _correlate(
     cdef _Edges edges = _edges(low, high, out_width, kw, sizeof(floating))
     # The work in double: out.size * kernel.size may exceed the int range.
     if num_threads == 1 or <double>(batch * out_height * out_width) * kh * kw < _PARALLEL_MIN_WORK:
-        if scratch and not _scratch(&edges, kh, sizeof(floating)):
-            _free_scratch(&edges)
-            edges = _edges(low, high, out_width, kw, sizeof(floating))
+        if scratch:
+            _scratch(&edges, kh, sizeof(floating))
         for pair in range(pairs):
             _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
                   out, out_height, out_width, out_row, out_plane, pairs_per_image, pair, &edges)
@@ -536,9 +539,8 @@ cdef void _correlate(
     with parallel(num_threads=num_threads):
         fastcalc_leave_cpu(caller_cpu)
         edges = _edges(low, high, out_width, kw, sizeof(floating))  # scratch rows per thread
-        if scratch and not _scratch(&edges, kh, sizeof(floating)):
-            _free_scratch(&edges)
-            edges = _edges(low, high, out_width, kw, sizeof(floating))
+        if scratch:
+            _scratch(&edges, kh, sizeof(floating))
         for pair in prange(pairs, schedule="dynamic", chunksize=chunk):
             _pair(image, height, width, image_row, image_plane, kernel, kh, kw, top, left, fill,
                   out, out_height, out_width, out_row, out_plane, pairs_per_image, pair, &edges)
