@@ -97,6 +97,11 @@ def _time_on_cluster(benchmark, client, build, rounds=7):
 IN_MEMORY = ["in memory, 1 thread", "in memory"]
 
 
+def _threads(how):
+    """fastcalc's thread count for the in-memory member ``how`` (one of ``IN_MEMORY``)."""
+    return _bench.thread_count(1 if how.endswith("1 thread") else None)
+
+
 def _correlate_group(kernel_name):
     return f"correlate2d {SIZE}x{SIZE} float32 {kernel_name} same, chunks {CHUNK}"
 
@@ -106,7 +111,7 @@ def _correlate_group(kernel_name):
 def test_correlate2d_same_in_memory(benchmark, local_image, kernel_name, how):
     benchmark.group = _correlate_group(kernel_name)
     out = np.empty_like(local_image)
-    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+    with _threads(how):
         benchmark(fastcalc.correlate2d, local_image, _kernel(KERNELS[kernel_name]), "same",
                   out=out)
 
@@ -150,7 +155,7 @@ def test_conv2d_in_memory(benchmark, how):
     benchmark.group = _layer_group()
     x, weight = _layer()
     x = x.compute(scheduler="sync")
-    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+    with _threads(how):
         benchmark(fastcalc.conv2d, x, weight, padding=1)
 
 
@@ -188,7 +193,7 @@ def _fit_group():
 def test_fit_logistic_in_memory(benchmark, how):
     benchmark.group = _fit_group()
     X, y = dask.compute(*_problems(), scheduler="sync")
-    with _bench.thread_count(1 if how.endswith("1 thread") else None):
+    with _threads(how):
         benchmark.pedantic(fastcalc.fit_logistic, (X, y), rounds=3, warmup_rounds=1)
 
 
