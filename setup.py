@@ -115,7 +115,13 @@ def kernel_extensions():
                     f"fastcalc._cython.{source.stem}_{isa}",
                     sources=[str(stub)],
                     include_dirs=[str(SOURCE_DIR), numpy.get_include()],
-                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                    # numpy >= 2.0 at run time: its ArrayMethod API (the
+                    # activations' ufunc loops) may be used.
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                                   ("NPY_TARGET_VERSION", "NPY_2_0_API_VERSION")],
+                    # npymath: numpy's float16 conversions.
+                    library_dirs=[str(Path(numpy.get_include()).parent / "lib")],
+                    libraries=["npymath"],
                     depends=[str(source), *support],
                 )
             )

@@ -232,6 +232,9 @@ def _activation_group(kernel: str, x: np.ndarray) -> list[Case]:
     }
     implementations["fastcalc auto, allocating"] = (lambda: public(x), "allocates")
     implementations[COPY] = (lambda: _threaded_copy(out, x), "")
+    # One exponential of the same array: the floor issue 18 sets the small calls.
+    implementations["numpy exp(x)"] = (lambda: np.exp(x, out=out), "")
+    implementations["numpy exp(x), allocating"] = (lambda: np.exp(x), "allocates")
     if kernel == "sigmoid":
         implementations["numpy 1/(1+exp(-x))"] = (lambda: 1 / (1 + np.exp(-x)), "allocates")
         if expit is not None:

@@ -55,14 +55,14 @@ def as_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name} is a masked array, whose masked values this function "
                         f"would compute as if valid: pass {name}.filled(value) to compute "
                         "every element with a value of your choice in the masked ones")
-    _refuse_grad_tensor(value, name)
+    refuse_grad_tensor(value, name)
     try:
         return np.asarray(value)
     except ValueError as error:
         raise ValueError(f"{name} must be an array of numbers: {error}") from None
 
 
-def _refuse_grad_tensor(value, name: str) -> None:
+def refuse_grad_tensor(value, name: str) -> None:
     """A torch tensor that requires grad is a TypeError (torch's own error speaks of .numpy())."""
     if getattr(value, "requires_grad", False) is True and type(value).__module__.startswith(
             "torch"):
@@ -181,7 +181,7 @@ def elementwise(x, out, name: str = "x") -> Elementwise:
     if operands is not None:
         return operands
     if type(x) is not np.ndarray:
-        _refuse_grad_tensor(x, name)
+        refuse_grad_tensor(x, name)
     array = x if type(x) is np.ndarray else np.asarray(x)
     dtype = array.dtype
     compute, result_dtype = compute_dtype(dtype, name)

@@ -1,114 +1,198 @@
-"""Activation functions: the logistic sigmoid and its derivative."""
+"""Activation functions: the logistic sigmoid and its derivative, as numpy ufuncs.
+
+:func:`sigmoid` and :func:`sigmoid_derivative` call the numpy ufuncs of
+:mod:`fastcalc.ufuncs` and add fastcalc's ``backend=`` keyword.  So pandas,
+xarray, masked arrays, torch tensors and ndarray subclasses keep their type
+(through ``__array_ufunc__`` and ``__array_wrap__``), ``out=``, ``where=``,
+``dtype=``, ``casting=`` and broadcasting behave as in every numpy ufunc,
+and a dask array stays lazy (:mod:`fastcalc.dask` computes it block by block).
+Each function also carries the ufunc attributes ``types``, ``ntypes``,
+``nin``, ``nout``, ``nargs``, ``identity``, ``signature`` and the method ``at``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from fastcalc import _dispatch, _slices, _validate
+from fastcalc import _dispatch, _validate
 
 __all__ = ["sigmoid", "sigmoid_derivative"]
 
 # What "auto" uses, fastest first, from benchmarks/bench_activations.py on a
-# 2-core AVX-512 machine (see the README's results table).
+# 2-core AVX-512 machine (see the README's results table).  The ufunc loops
+# run the Cython kernels under "auto" (they are part of the Cython module).
 _AUTO_ORDER = ("cython", "numba", "numpy")
 
-# Generous estimates of one element's time: on the numpy backend, or with a
-# dtype, byte-order or layout conversion on the way in and out (the slowest
-# paths); and in a compiled kernel on one thread.  A call estimated above two
-# slices of _slices.SLICE_SECONDS runs in slices, so that Ctrl-C is honoured;
-# below _SLICED_FROM elements (10**7) a call pays one comparison.
-_SECONDS_PER_ELEMENT = 2e-8
-_SECONDS_PER_ELEMENT_COMPILED = 4e-9
-_SLICED_FROM = round(2 * _slices.SLICE_SECONDS / _SECONDS_PER_ELEMENT)
-_REFERENCE = "fastcalc.reference.activations"
 # No kernel starts threads for fewer elements (the PARALLEL_MIN_SIZE of the
 # Cython and Numba modules): smaller calls are handed one thread without
 # asking the OpenMP runtime for its limit.
 _THREADED_FROM = 1 << 15
 
 
-def _run(name: str, x, out, backend, sliceable: bool = True):
+def run_backend(name: str, x, out, backend):
+    """The kernel ``name`` of ``backend`` on ``x`` into ``out`` (None: a new array).
+
+    What the ufunc loops call for the numba and numpy backends (on 1-D views
+    of each block numpy hands them), what :mod:`fastcalc.dask` runs per
+    block, and what the activations run where the Cython extension, hence
+    the ufuncs, could not be loaded.
+    """
     kernel = _dispatch.kernel("activations", name, backend, _AUTO_ORDER)
-    operands = _validate.elementwise_fast(x, out)
-    if operands is None or (sliceable and operands[0].size >= _SLICED_FROM):
-        if _validate.is_dask_array(x):
-            _validate.no_out_with_dask(out, "x")
-            return _validate.on_dask("elementwise")(name, x, backend)
-        if sliceable and isinstance(x, np.ndarray) and x.size >= _SLICED_FROM:
-            # Large: sliced before any copy.  No conversion and a compiled
-            # kernel: faster, so larger slices.
-            compiled = operands is not None and kernel.__module__ != _REFERENCE
-            seconds = _SECONDS_PER_ELEMENT_COMPILED if compiled else _SECONDS_PER_ELEMENT
-            return _run_in_slices(name, x, out, backend, seconds)
-        operands = _validate.elementwise(x, out)
+    operands = _validate.elementwise(x, out)
     threads = 1 if operands[0].size < _THREADED_FROM else _dispatch.kernel_threads()
     kernel(operands[0], operands[1], threads)
     return _validate.finish(operands)
 
 
-def _run_in_slices(name: str, x: np.ndarray, out, backend, seconds_per_element: float):
-    """:func:`_run` over consecutive slices of ``x`` and ``out``, in memory order.
+# The ufuncs of fastcalc.ufuncs by name, once loaded.
+_ufuncs: dict[str, np.ufunc] = {}
+_NDARRAY = np.ndarray
 
-    Each slice is validated, converted and computed on its own, so the copies
-    a dtype, byte order or layout needs are sliced too (and their temporaries
-    bounded by a slice).  Elementwise kernels give every element the same
-    result wherever a slice falls.
-    """
-    array = np.asarray(x)  # a subclass is read through a plain view
-    _, result_dtype = _validate.compute_dtype(array.dtype, "x")
-    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+
+def _ufunc(name: str) -> np.ufunc | None:
+    """The ufunc ``name`` of :mod:`fastcalc.ufuncs`; None without the Cython extension."""
+    from fastcalc import ufuncs
+
+    try:
+        found = getattr(ufuncs, name)
+    except RuntimeError:
+        return None
+    _ufuncs[name] = found
+    return found
+
+
+def _call(name: str, x, out, backend, kwargs):
+    """The general path of an activation: any input, backend and ufunc keywords."""
+    if type(x) is not np.ndarray:
+        if _validate.is_dask_array(x):
+            _validate.no_out_with_dask(out, "x")
+            if kwargs:
+                raise TypeError(f"{', '.join(kwargs)}: not supported with a dask array x "
+                                "(fastcalc.dask computes it block by block)")
+            return _validate.on_dask("elementwise")(name, x, backend)
+        _validate.refuse_grad_tensor(x, "x")
+    ufunc = _ufuncs.get(name) or _ufunc(name)
+    if ufunc is None:
+        if kwargs:
+            raise TypeError(f"{', '.join(kwargs)}: numpy ufunc keywords need fastcalc's "
+                            "Cython extension, which could not be loaded")
+        return run_backend(name, x, out, backend)
+    try:
+        if backend is None:
+            return ufunc(x, out, **kwargs)
+        with _dispatch.use_backend(backend):
+            return ufunc(x, out, **kwargs)
+    except (TypeError, ValueError) as error:
+        _explain(error, x, out)
+        raise
+
+
+def _explain(error: TypeError | ValueError, x, out) -> None:
+    """Raise fastcalc's error, naming the argument, for numpy's errors that name none:
+    no loop for x's dtype, an ``out`` that is no ndarray or that x does not broadcast to."""
+    if isinstance(error, TypeError) and getattr(error, "dtypes", None) is not None:
+        try:  # numpy found no loop: fastcalc's message names x's dtype
+            _validate.compute_dtype(np.asarray(x).dtype, "x")
+        except TypeError as explained:
+            raise explained from None
     if out is None:
-        result = target = np.empty(array.shape, dtype=result_dtype, order=order)
-    else:
-        _validate.check_out(out, array.shape, result_dtype)
-        result, target = out, np.asarray(out)
-        if np.may_share_memory(array, target) and not _validate.same_buffer(array, target):
-            array = array.copy()  # a slice of out would overwrite elements not read yet
-    # Slices run along the axis outermost in memory; both arrays contiguous
-    # (the usual large case), along their elements.
-    source, target = (array, target) if order == "C" else (array.T, target.T)
-    if source.flags.c_contiguous and target.flags.c_contiguous:
-        source, target = source.reshape(-1), target.reshape(-1)
-    items = len(source)
-    _slices.run_in_slices(
-        lambda start, stop: _run(name, source[start:stop], target[start:stop], backend,
-                                 sliceable=False),
-        items, seconds_per_element * array.size / items)
-    return result
+        return
+    if not isinstance(out, np.ndarray | tuple):
+        raise TypeError(f"out must be an ndarray, got {type(out).__name__}") from None
+    if isinstance(error, ValueError) and isinstance(out, np.ndarray):
+        shape = np.shape(x)
+        try:
+            fits = np.broadcast_shapes(shape, out.shape) == out.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"out has shape {out.shape}, which x of shape {shape} does not "
+                             "broadcast to") from None
 
 
-def sigmoid(x: ArrayLike, out: np.ndarray | None = None, *, backend: str | None = None):
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, elementwise and numerically stable.
+def _like_a_ufunc(function, name: str):
+    """Give ``function`` the attributes of the unary ufunc ``name``, and its ``at`` method."""
+    from fastcalc import ufuncs
 
-    Parameters
-    ----------
-    x : array_like
-        Any shape (0-d and empty included) and memory layout.  float32 and
+    def at(a, indices, /, *, backend=None):
+        """``a[indices] = f(a[indices])`` in place, unbuffered, as :meth:`numpy.ufunc.at`."""
+        ufunc = _ufuncs.get(name) or _ufunc(name)
+        if ufunc is None:
+            raise TypeError("at needs fastcalc's Cython extension, which could not be loaded")
+        if backend is None:
+            return ufunc.at(a, indices)
+        with _dispatch.use_backend(backend):
+            return ufunc.at(a, indices)
+
+    at.__qualname__ = f"{name}.at"
+    function.at = at
+    function.types = list(ufuncs.LOOP_TYPES)
+    function.ntypes = len(ufuncs.LOOP_TYPES)
+    function.nin, function.nout, function.nargs = 1, 1, 2
+    function.identity = function.signature = None
+    return function
+
+
+_PARAMETERS = """\
+x : array_like
+        Any shape (0-d and empty included), memory layout and container:
+        an ndarray or subclass, a pandas Series or DataFrame, an xarray
+        DataArray, a masked array, a torch CPU tensor (not one that requires
+        grad: pass ``t.detach()``) are returned as that type, with their
+        index, coordinates or mask; a dask array stays lazy.  float32 and
         float64 are computed natively; float16 is computed in float32;
         bool and integers give float64.
     out : ndarray, optional
-        Where to write the result: the shape of ``x`` and the result dtype.
-        It may be ``x`` itself (in place), overlap it, or be an ndarray
-        subclass (``np.memmap``, a masked array, ...), which is written and
-        returned as by numpy's ufuncs.  If the call is interrupted (see
-        Notes), ``out`` is partially written: some elements hold the
-        result, the others what they held before.
-    backend : {"auto", "numpy", "numba", "cython"}, optional
+        Where to write the result, as in numpy's ufuncs: any shape ``x``
+        broadcasts to, a dtype the result casts to under ``casting``.  It
+        may be ``x`` itself (in place) or overlap it.  If the call is
+        interrupted (see Notes), ``out`` is partially written.
+    **kwargs
+        numpy's ufunc keywords: ``where``, ``casting``, ``order``, ``dtype``,
+        ``subok`` (not with a dask ``x``)."""
+
+_ERRORS = """\
+TypeError
+        If ``x`` is complex, object, string, ``np.longdouble`` or another
+        dtype fastcalc does not compute in (the message names it), or a
+        torch tensor that requires grad; if ``out`` cannot hold the result
+        under ``casting``.
+    ValueError
+        If ``out`` has a shape ``x`` does not broadcast to or is read-only;
+        if ``backend`` is not a backend name."""
+
+_NOTES = """\
+Each call runs the numpy ufunc of :mod:`fastcalc.ufuncs`, whose inner
+    loops are fastcalc's kernels: the Cython ones under ``"auto"``, else
+    the selected backend's, on each block numpy hands the loop.  Input
+    may be read-only (``np.load(..., mmap_mode="r")``) and is never
+    modified unless it is ``out``.  The loops raise no floating-point
+    warnings: NaN and infinities give their IEEE results silently.  Large
+    arrays run on :func:`fastcalc.get_num_threads` threads on the compiled
+    backends.  A loop checks for Ctrl-C every 2**22 elements, so a long
+    call raises KeyboardInterrupt within a fraction of a second on every
+    backend."""
+
+def sigmoid(x, out=None, *, backend=None, **kwargs):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, elementwise and numerically stable.
+
+    A numpy ufunc, :data:`fastcalc.ufuncs.sigmoid`, with a ``backend=`` keyword.
+
+    Parameters
+    ----------
+    {parameters}
+    backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend` for this call.
 
     Returns
     -------
-    ndarray or scalar
-        ``out`` if given; else a new array (a numpy scalar for 0-d input).
+    ndarray, container or scalar
+        ``out`` if given; else a new array of the type ``x`` asks for (a
+        numpy scalar for a scalar or 0-d ``x``).
 
     Raises
     ------
-    TypeError
-        If ``x`` is complex, object, string or another non-real dtype.
-    ValueError
-        If ``out`` has the wrong shape or dtype or is read-only; if
-        ``backend`` is not a backend name.
+    {errors}
 
     Notes
     -----
@@ -116,17 +200,10 @@ def sigmoid(x: ArrayLike, out: np.ndarray | None = None, *, backend: str | None 
     ``sigmoid(-inf) == 0``, ``sigmoid(inf) == 1``, NaN stays NaN, and results
     below the smallest normal number underflow gradually.  Relative error
     against ``scipy.special.expit``: <= 1e-14 (float64), <= 1e-6 (float32).
-    The numba and cython backends use a vectorized exponential and run
-    large arrays on :func:`fastcalc.get_num_threads` threads; every backend
-    gives the same results to those tolerances.  Input may be read-only
-    (``np.load(..., mmap_mode="r")``, ``np.frombuffer``) and is never
-    modified unless it is ``out``.
+    The numba and cython backends use a vectorized exponential; every
+    backend gives the same results to those tolerances.
 
-    Calls estimated to take more than about 0.2 s (10**7 elements on the
-    numpy backend or when ``x`` or ``out`` needs a conversion, 5 * 10**7 on
-    the compiled backends) run in consecutive slices of about 0.1 s, copies
-    included, so that Ctrl-C raises KeyboardInterrupt within a fraction of a
-    second on every backend; the result is the same bit for bit.
+    {notes}
 
     Examples
     --------
@@ -135,42 +212,42 @@ def sigmoid(x: ArrayLike, out: np.ndarray | None = None, *, backend: str | None 
     array([0. , 0.5, 1. ])
     >>> float(fastcalc.sigmoid(-1000.0))
     0.0
+    >>> fastcalc.sigmoid(np.zeros(3), where=[True, False, True], out=np.full(3, -1.0))
+    array([ 0.5, -1. ,  0.5])
     """
-    return _run("sigmoid", x, out, backend)
+    if backend is not None or kwargs or type(x) is not _NDARRAY or "sigmoid" not in _ufuncs:
+        return _call("sigmoid", x, out, backend, kwargs)
+    try:  # the common case, kept short: ~0.1 us over the ufunc itself
+        return _ufuncs["sigmoid"](x) if out is None else _ufuncs["sigmoid"](x, out)
+    except (TypeError, ValueError) as error:
+        _explain(error, x, out)
+        raise
 
 
-def sigmoid_derivative(
-    x: ArrayLike,
-    out: np.ndarray | None = None,
-    *,
-    from_output: bool = False,
-    backend: str | None = None,
-):
+def sigmoid_derivative(x, out=None, *, from_output=False, backend=None, **kwargs):
     """Derivative of the sigmoid, ``sigmoid(x) * (1 - sigmoid(x))``.
+
+    A numpy ufunc, :data:`fastcalc.ufuncs.sigmoid_derivative`, with
+    ``from_output=`` and ``backend=`` keywords.
 
     Parameters
     ----------
-    x : array_like
-        The pre-activation ``z``; or, with ``from_output=True``, the
-        activation ``sigmoid(z)`` a training loop kept from its forward pass.
-        Same dtype and layout rules as :func:`sigmoid`.
-    out : ndarray, optional
-        As in :func:`sigmoid` (may be ``x`` itself; partially written if the
-        call is interrupted).
+    {parameters}
     from_output : bool, default False
-        If True, return ``x * (1 - x)``.
-    backend : {"auto", "numpy", "numba", "cython"}, optional
+        If True, ``x`` holds the activation ``s = sigmoid(z)`` a training
+        loop kept from its forward pass, and the result is ``s * (1 - s)``
+        (the ufunc :data:`fastcalc.ufuncs.sigmoid_derivative_from_output`).
+    backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend` for this call.
 
     Returns
     -------
-    ndarray or scalar
-        ``out`` if given; else a new array (a numpy scalar for 0-d input).
+    ndarray, container or scalar
+        As in :func:`sigmoid`.
 
     Raises
     ------
-    TypeError, ValueError
-        As in :func:`sigmoid`.
+    {errors}
 
     Notes
     -----
@@ -178,18 +255,32 @@ def sigmoid_derivative(
     keeps its relative accuracy everywhere (<= 1e-13 float64, <= 1e-6
     float32): the textbook ``s * (1 - s)`` of numpy, PyTorch and JAX
     returns 0 once ``s`` rounds to 1 (x > ~17 in float32) although the true
-    value is ``exp(-x)``.  Read-only input, ``out=`` and Ctrl-C behave as in
-    :func:`sigmoid`.
+    value is ``exp(-x)``.
+
+    {notes}
 
     Examples
     --------
     >>> import numpy as np, fastcalc
     >>> fastcalc.sigmoid_derivative(np.array([0.0]))
     array([0.25])
-    >>> print(f"{fastcalc.sigmoid_derivative(np.float32(20.0)):.4e}")  # s * (1 - s) gives 0
+    >>> print(f"{{fastcalc.sigmoid_derivative(np.float32(20.0)):.4e}}")  # s * (1 - s) gives 0
     2.0612e-09
     >>> fastcalc.sigmoid_derivative(np.array([0.5]), from_output=True)
     array([0.25])
     """
     name = "sigmoid_derivative_from_output" if from_output else "sigmoid_derivative"
-    return _run(name, x, out, backend)
+    if backend is not None or kwargs or type(x) is not _NDARRAY or name not in _ufuncs:
+        return _call(name, x, out, backend, kwargs)
+    try:
+        return _ufuncs[name](x) if out is None else _ufuncs[name](x, out)
+    except (TypeError, ValueError) as error:
+        _explain(error, x, out)
+        raise
+
+
+for _function in (sigmoid, sigmoid_derivative):
+    _function.__doc__ = _function.__doc__.format(
+        parameters=_PARAMETERS, errors=_ERRORS, notes=_NOTES)
+    _like_a_ufunc(_function, _function.__name__)
+del _function

@@ -60,7 +60,8 @@ def _check_dask(x, name: str) -> da.Array:
 # --- elementwise -------------------------------------------------------------------------
 
 def elementwise(name: str, x, backend: str | None = None) -> da.Array:
-    """The activation kernel ``name`` (as :func:`fastcalc.activations._run` names it) per block."""
+    """The activation kernel ``name`` (as :func:`fastcalc.activations.run_backend` names it)
+    per block."""
     x = _check_dask(x, "x")
     _, result_dtype = _validate.compute_dtype(x.dtype, "x")
     return x.map_blocks(_elementwise_block, name, backend, dtype=result_dtype,
@@ -68,7 +69,7 @@ def elementwise(name: str, x, backend: str | None = None) -> da.Array:
 
 
 def _elementwise_block(block, name, backend):
-    return activations._run(name, block, None, backend)
+    return activations.run_backend(name, block, None, backend)
 
 
 def sigmoid(x, *, backend: str | None = None) -> da.Array:

@@ -9,9 +9,20 @@ that; the kernels do not check again.
 setup.py compiles this file once per instruction set (``activations_baseline``,
 ``activations_avx2``, ...); :func:`fastcalc._cython.load` imports the best one
 the CPU runs.
+
+:func:`make_ufunc` builds the numpy ufuncs behind :func:`fastcalc.sigmoid`
+and :func:`fastcalc.sigmoid_derivative`: their inner loops run these kernels,
+or hand the block numpy gives them to the kernels of the numba or numpy
+backend when one of those is selected.
 """
 
 cimport cython
+cimport numpy as cnp
+from cpython.contextvars cimport get_value
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.ref cimport Py_INCREF
 from cython.parallel cimport parallel, prange
 
 from _fused cimport floating
@@ -19,8 +30,8 @@ from _openmp cimport (FASTCALC_OPENMP, fastcalc_current_cpu, fastcalc_leave_cpu,
                      fastcalc_openmp_max_threads)
 from _vecmath cimport exp_nonpositive
 
-__all__ = ["openmp_max_threads", "sigmoid", "sigmoid_derivative",
-           "sigmoid_derivative_from_output"]
+__all__ = ["make_ufunc", "openmp_max_threads", "sigmoid",
+           "sigmoid_derivative", "sigmoid_derivative_from_output"]
 
 # Whether prange runs on threads; without OpenMP every kernel is serial.
 OPENMP = FASTCALC_OPENMP
@@ -196,3 +207,310 @@ def sigmoid_derivative_from_output(x, out, int num_threads):
     Parameters are those of :func:`sigmoid`, with ``x`` holding sigmoid values.
     """
     _apply_arrays(SIGMOID_DERIVATIVE_FROM_OUTPUT, x, out, num_threads)
+
+
+
+# --- The numpy ufuncs ----------------------------------------------------------------------
+#
+# Each ufunc has one loop per input dtype, registered with numpy's ArrayMethod
+# API (PyUFunc_AddLoopFromSpec, numpy >= 2.0), which lets a loop hold the GIL,
+# return an error and declare that it raises no floating-point warnings.  The
+# loops hold the GIL while they decide and release it to compute, so that
+# they can read the selected backend, call the Python kernels of the numba and
+# numpy backends, and check for Ctrl-C between slices of a long call.
+
+cnp.import_array()
+cnp.import_ufunc()
+
+cdef extern from "Python.h":
+    ctypedef struct PyType_Slot:
+        int slot
+        void *pfunc
+
+cdef extern from "numpy/halffloat.h":
+    float npy_half_to_float(cnp.npy_uint16 h) noexcept nogil
+    cnp.npy_uint16 npy_float_to_half(float f) noexcept nogil
+
+cdef extern from "numpy/ndarraytypes.h":
+    enum:
+        NPY_HALF
+
+cdef extern from "numpy/arrayobject.h":
+    PyTypeObject PyArray_Type
+    object PyArray_NewFromDescr(PyTypeObject *subtype, PyObject *descr, int nd,
+                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
+                                int flags, PyObject *obj)
+
+cdef extern from "numpy/dtype_api.h":
+    ctypedef struct PyArrayMethod_Context:
+        PyObject *caller
+        PyObject **descriptors
+    ctypedef struct PyArrayMethod_Spec:
+        const char *name
+        int nin
+        int nout
+        cnp.NPY_CASTING casting
+        int flags
+        PyObject **dtypes
+        PyType_Slot *slots
+    enum:
+        NPY_METH_strided_loop
+        NPY_METH_REQUIRES_PYAPI
+        NPY_METH_NO_FLOATINGPOINT_ERRORS
+
+cdef extern from "numpy/ufuncobject.h":
+    int PyUFunc_AddLoopFromSpec(object ufunc, PyArrayMethod_Spec *spec) except -1
+    int PyUFunc_AddPromoter(object ufunc, object dtypes, object promoter) except -1
+
+# The input types of the loops (bool is read as unsigned char).
+ctypedef fused real:
+    float
+    double
+    signed char
+    unsigned char
+    short
+    unsigned short
+    int
+    unsigned int
+    long
+    unsigned long
+    long long
+    unsigned long long
+
+# Elements converted or gathered at a time through a buffer on the stack.
+cdef enum:
+    _CHUNK = 512
+# Elements a loop computes between two checks for Ctrl-C (milliseconds on
+# every backend), and from which it releases the GIL while it computes.
+cdef Py_ssize_t _SLICE = 1 << 22
+cdef Py_ssize_t _NOGIL_FROM = 1 << 12
+
+# What the loops read from fastcalc: the context variable of use_backend, the
+# module dict holding set_backend's default, the thread count to hand a
+# kernel, and the Python entry to the numba and numpy kernels (set by
+# make_ufunc).
+cdef object _backend_variable = None
+cdef dict _dispatch_globals = None
+cdef object _kernel_threads = None
+cdef object _run_python = None
+cdef tuple _KERNEL_NAMES = ("sigmoid", "sigmoid_derivative", "sigmoid_derivative_from_output")
+
+
+cdef void _through_buffer(Kernel kernel, const real *x, char *out, Py_ssize_t n,
+                          Py_ssize_t x_step, Py_ssize_t out_step, floating *buffer) noexcept nogil:
+    """The kernel of ``floating`` over strided (or integer) input, through ``buffer``."""
+    cdef Py_ssize_t start = 0, i, m
+    while start < n:
+        m = min(<Py_ssize_t>_CHUNK, n - start)
+        for i in range(m):
+            buffer[i] = <floating>(<const real*>(<const char*>x + (start + i) * x_step))[0]
+        _block(kernel, buffer, buffer, m)
+        for i in range(m):
+            (<floating*>(out + (start + i) * out_step))[0] = buffer[i]
+        start += m
+
+
+cdef void _floating_slice(Kernel kernel, const floating *x, char *out, Py_ssize_t n,
+                          Py_ssize_t x_step, Py_ssize_t out_step, int num_threads,
+                          floating *buffer) noexcept nogil:
+    cdef Py_ssize_t size = sizeof(floating)
+    if x_step != size or out_step != size:
+        _through_buffer(kernel, x, out, n, x_step, out_step, buffer)
+        return
+    if <const char*>x != out and <const char*>x < out + n * size and out < <const char*>(x + n):
+        # numpy hands overlapping operands only when reading ahead of writing
+        # is safe in one forward pass: no threads.
+        num_threads = 1
+    _apply(kernel, x, <floating*>out, n, num_threads)
+
+
+cdef void _half_slice(Kernel kernel, const char *x, char *out, Py_ssize_t n,
+                      Py_ssize_t x_step, Py_ssize_t out_step) noexcept nogil:
+    """float16 computed in float32 through a buffer."""
+    cdef float buffer[_CHUNK]
+    cdef Py_ssize_t start = 0, i, m
+    while start < n:
+        m = min(<Py_ssize_t>_CHUNK, n - start)
+        for i in range(m):
+            buffer[i] = npy_half_to_float((<const cnp.npy_uint16*>(x + (start + i) * x_step))[0])
+        _block(kernel, buffer, buffer, m)
+        for i in range(m):
+            (<cnp.npy_uint16*>(out + (start + i) * out_step))[0] = npy_float_to_half(buffer[i])
+        start += m
+
+
+cdef void _compiled_slice(Kernel kernel, int type_num, const char *x, char *out, Py_ssize_t n,
+                          Py_ssize_t x_step, Py_ssize_t out_step, int num_threads) noexcept nogil:
+    cdef float float_buffer[_CHUNK]
+    cdef double buffer[_CHUNK]  # integers are computed in float64
+    if type_num == cnp.NPY_DOUBLE:
+        _floating_slice(kernel, <const double*>x, out, n, x_step, out_step, num_threads, buffer)
+    elif type_num == cnp.NPY_FLOAT:
+        _floating_slice(kernel, <const float*>x, out, n, x_step, out_step, num_threads,
+                        float_buffer)
+    elif type_num == NPY_HALF:
+        _half_slice(kernel, x, out, n, x_step, out_step)
+    elif type_num == cnp.NPY_BOOL or type_num == cnp.NPY_UBYTE:
+        _through_buffer(kernel, <const unsigned char*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_BYTE:
+        _through_buffer(kernel, <const signed char*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_SHORT:
+        _through_buffer(kernel, <const short*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_USHORT:
+        _through_buffer(kernel, <const unsigned short*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_INT:
+        _through_buffer(kernel, <const int*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_UINT:
+        _through_buffer(kernel, <const unsigned int*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_LONG:
+        _through_buffer(kernel, <const long*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_ULONG:
+        _through_buffer(kernel, <const unsigned long*>x, out, n, x_step, out_step, buffer)
+    elif type_num == cnp.NPY_LONGLONG:
+        _through_buffer(kernel, <const long long*>x, out, n, x_step, out_step, buffer)
+    else:
+        _through_buffer(kernel, <const unsigned long long*>x, out, n, x_step, out_step, buffer)
+
+
+cdef object _view(PyArrayMethod_Context *context, int operand, char *data, Py_ssize_t n,
+                  Py_ssize_t step):
+    """A 1-D ndarray over one operand of the loop (no copy)."""
+    cdef cnp.npy_intp size = n, stride = step
+    cdef PyObject *descriptor = context.descriptors[operand]
+    Py_INCREF(<object>descriptor)  # PyArray_NewFromDescr steals it
+    return PyArray_NewFromDescr(&PyArray_Type, descriptor, 1, &size, &stride, data,
+                                cnp.NPY_ARRAY_WRITEABLE if operand else 0, NULL)
+
+
+cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
+               const cnp.npy_intp *dimensions, const cnp.npy_intp *strides) except -1:
+    """One inner-loop call: ``dimensions[0]`` elements of ``data[0]`` into ``data[1]``."""
+    cdef Py_ssize_t n = dimensions[0], start, m
+    cdef Py_ssize_t x_step = strides[0], out_step = strides[1]
+    cdef int type_num = (<cnp.dtype>context.descriptors[0]).type_num, num_threads
+    backend = get_value(_backend_variable)
+    if backend is None:
+        backend = _dispatch_globals["_default_backend"]
+    compiled = backend == "auto" or backend == "cython"
+    if not compiled:
+        x, out = _view(context, 0, data[0], n, x_step), _view(context, 1, data[1], n, out_step)
+    start = 0
+    while start < n:
+        # Ctrl-C between two slices, and before each call: a long call of
+        # numpy's buffered path (conversions) is many short ones.
+        if PyErr_CheckSignals() < 0:
+            return -1
+        m = min(_SLICE, n - start)
+        if not compiled:
+            _run_python(_KERNEL_NAMES[kernel], x[start:start + m], out[start:start + m], backend)
+            start += m
+            continue
+        num_threads = 1 if m < _PARALLEL_MIN_SIZE else _kernel_threads()
+        if m < _NOGIL_FROM:
+            _compiled_slice(kernel, type_num, data[0] + start * x_step,
+                            data[1] + start * out_step, m, x_step, out_step, num_threads)
+        else:
+            with nogil:
+                _compiled_slice(kernel, type_num, data[0] + start * x_step,
+                                data[1] + start * out_step, m, x_step, out_step, num_threads)
+        start += m
+    return 0
+
+
+cdef int _sigmoid_loop(PyArrayMethod_Context *context, char **data,
+                       const cnp.npy_intp *dimensions, const cnp.npy_intp *strides,
+                       void *auxdata) except -1:
+    return _loop(SIGMOID, context, data, dimensions, strides)
+
+
+cdef int _sigmoid_derivative_loop(PyArrayMethod_Context *context, char **data,
+                                  const cnp.npy_intp *dimensions, const cnp.npy_intp *strides,
+                                  void *auxdata) except -1:
+    return _loop(SIGMOID_DERIVATIVE, context, data, dimensions, strides)
+
+
+cdef int _sigmoid_derivative_from_output_loop(
+    PyArrayMethod_Context *context, char **data, const cnp.npy_intp *dimensions,
+    const cnp.npy_intp *strides, void *auxdata
+) except -1:
+    return _loop(SIGMOID_DERIVATIVE_FROM_OUTPUT, context, data, dimensions, strides)
+
+
+cdef int _compute_in_output_dtype(PyObject *ufunc, PyObject **op_dtypes, PyObject **signature,
+                                  PyObject **new_op_dtypes) noexcept:
+    """numpy's promoter, asked when no loop takes the input's dtype as it is.
+
+    With a result dtype the caller fixed (``dtype=``, ``signature=``): the
+    loop of that dtype, the input cast to it as ``casting`` allows (what
+    ``np.exp(ints, dtype=np.float32)`` does).  Otherwise the dtypes given,
+    unchanged, which numpy answers with its "no loop" error.
+    """
+    cdef PyObject *result = op_dtypes[1]
+    cdef PyObject *source = op_dtypes[0] if result == NULL else result
+    if source != NULL:
+        Py_INCREF(<object>source)
+    if result != NULL:
+        Py_INCREF(<object>result)
+    new_op_dtypes[0], new_op_dtypes[1] = source, result
+    return 0
+
+
+# Names and docstrings of the ufuncs made, kept alive: numpy keeps the pointers.
+cdef list _kept = []
+
+
+def make_ufunc(str kernel, str doc, tuple loop_types, backend_variable, dict dispatch_globals,
+               kernel_threads, run_python):
+    """A numpy ufunc named ``kernel`` computing that kernel.
+
+    Parameters
+    ----------
+    kernel : str
+        ``"sigmoid"``, ``"sigmoid_derivative"`` or ``"sigmoid_derivative_from_output"``.
+    doc : str
+        The ufunc's docstring.
+    loop_types : tuple of str
+        Its loops, as ``ufunc.types`` writes them (``"b->d"``): integer and
+        bool inputs to float64 or float16, float32 or float64 to themselves.
+    backend_variable : contextvars.ContextVar
+        Holds the backend of :func:`fastcalc.use_backend` (None outside one).
+    dispatch_globals : dict
+        Where ``_default_backend``, the backend of :func:`fastcalc.set_backend`, is read.
+    kernel_threads : callable
+        The thread count to hand a kernel, called for large calls only.
+    run_python : callable
+        ``run_python(kernel, x, out, backend)`` runs the kernel of the numba or
+        numpy backend on 1-D arrays (any strides and input dtype).
+    """
+    global _backend_variable, _dispatch_globals, _kernel_threads, _run_python
+    _backend_variable, _dispatch_globals = backend_variable, dispatch_globals
+    _kernel_threads, _run_python = kernel_threads, run_python
+    cdef void *loop
+    if kernel == "sigmoid":
+        loop = <void*>_sigmoid_loop
+    elif kernel == "sigmoid_derivative":
+        loop = <void*>_sigmoid_derivative_loop
+    elif kernel == "sigmoid_derivative_from_output":
+        loop = <void*>_sigmoid_derivative_from_output_loop
+    else:
+        raise ValueError(f"unknown kernel {kernel!r}")
+    name_bytes, doc_bytes = kernel.encode(), doc.encode()
+    _kept.append((name_bytes, doc_bytes))
+    ufunc = cnp.PyUFunc_FromFuncAndData(NULL, NULL, NULL, 0, 1, 1, cnp.PyUFunc_None,
+                                        name_bytes, doc_bytes, 0)
+    cdef PyArrayMethod_Spec spec
+    cdef PyType_Slot slots[2]
+    cdef PyObject *dtypes[2]
+    slots[0].slot, slots[0].pfunc = NPY_METH_strided_loop, loop
+    slots[1].slot, slots[1].pfunc = 0, NULL
+    spec.name, spec.nin, spec.nout = b"fastcalc_activation", 1, 1
+    spec.casting = cnp.NPY_NO_CASTING
+    spec.flags = NPY_METH_REQUIRES_PYAPI | NPY_METH_NO_FLOATINGPOINT_ERRORS
+    spec.dtypes, spec.slots = dtypes, slots
+    for types in loop_types:
+        operands = [type(cnp.dtype(code)) for code in types.split("->")]
+        dtypes[0], dtypes[1] = <PyObject*>operands[0], <PyObject*>operands[1]
+        PyUFunc_AddLoopFromSpec(ufunc, &spec)
+    promoter = PyCapsule_New(<void*>_compute_in_output_dtype, "numpy._ufunc_promoter", NULL)
+    PyUFunc_AddPromoter(ufunc, (None, None), promoter)
+    return ufunc

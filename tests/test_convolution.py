@@ -2,6 +2,7 @@
 
 import re
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -46,6 +47,55 @@ def test_equals_scipy_in_every_mode_and_boundary(height, width, kh, kw, name, mo
         assert_close(ours(image, kernel, mode, boundary, fillvalue, backend=backend),
                      expected, 1e-12)
     assert_close(ours(image, kernel, mode, boundary, fillvalue, method="fft"), expected, 1e-12)
+
+
+SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, 5e-324])
+
+
+@settings(max_examples=80, deadline=None)
+@given(height=st.integers(1, 9), width=st.integers(1, 9), kh=st.integers(1, 5),
+       kw=st.integers(1, 5), name=st.sampled_from(sorted(FUNCTIONS)),
+       mode=st.sampled_from(["full", "same", "valid"]),
+       boundary=st.sampled_from(["fill", "wrap", "symm"]),
+       fillvalue=st.sampled_from([0.0, 2.0, np.nan]), seed=st.integers(0, 2**16),
+       specials=st.lists(st.tuples(st.booleans(), st.integers(0, 80), SPECIAL), max_size=4),
+       integers=st.booleans())
+def test_special_values_and_integers_as_scipy_gives_them(height, width, kh, kw, name, mode,
+                                                        boundary, fillvalue, seed, specials,
+                                                        integers):
+    """Non-finite and extreme values in either operand, NaN fill values and integer data:
+    the default method gives scipy's NaN and infinity pattern and its values, on every
+    backend."""
+    ours, theirs = FUNCTIONS[name]
+    rng = np.random.default_rng(seed)
+    if integers:
+        image = rng.integers(-50, 50, (height, width))
+        kernel = rng.integers(-5, 5, (kh, kw))
+    else:
+        image, kernel = rng.standard_normal((height, width)), rng.standard_normal((kh, kw))
+        for in_kernel, position, value in specials:
+            target = kernel if in_kernel else image
+            target.flat[position % target.size] = value
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's own ComplexWarning on integer input
+            expected = theirs(image, kernel, mode, boundary, fillvalue)
+    except ValueError:
+        return  # the shapes scipy refuses: the test above checks ours refuses them too
+    finite = np.isfinite(expected)
+    scale = np.abs(np.where(finite, expected, 0)).max(initial=0)
+    for backend in fastcalc.available_backends():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # silent, as scipy is
+            got = ours(image, kernel, mode, boundary, fillvalue, backend=backend)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=backend)
+        np.testing.assert_array_equal(got[~finite & ~np.isnan(expected)],
+                                      expected[~finite & ~np.isnan(expected)], err_msg=backend)
+        if integers:
+            np.testing.assert_array_equal(got, expected, err_msg=backend)
+        else:
+            np.testing.assert_allclose(got[finite], expected[finite], rtol=0,
+                                       atol=1e-12 * max(scale, 1e-300), err_msg=backend)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))

@@ -4,6 +4,8 @@
 native-byte-order arrays of one dtype (float32 or float64); ``out`` is ``x``
 itself (in place) or does not overlap it.  numpy's ufuncs run on one thread,
 so ``num_threads`` is accepted for the common signature and not used.
+Like the compiled kernels (and the ufunc loops calling them), they raise no
+floating-point warnings: non-finite input gives its IEEE result silently.
 """
 
 import numpy as np
@@ -17,6 +19,7 @@ def _exp_minus_abs(x):
     return np.exp(-np.abs(x))
 
 
+@np.errstate(all="ignore")
 def sigmoid(x, out, num_threads):
     e = _exp_minus_abs(x)
     positive = x >= 0
@@ -24,6 +27,7 @@ def sigmoid(x, out, num_threads):
     np.divide(np.where(positive, 1, e), 1 + e, out=out)
 
 
+@np.errstate(all="ignore")
 def sigmoid_derivative(x, out, num_threads):
     # sigmoid(x) * sigmoid(-x) = e / (1 + e)**2, accurate in relative terms for
     # every x; the textbook s * (1 - s) cancels to 0 once s rounds to 1.
@@ -31,5 +35,6 @@ def sigmoid_derivative(x, out, num_threads):
     np.divide(e, np.square(1 + e), out=out)
 
 
+@np.errstate(all="ignore")
 def sigmoid_derivative_from_output(x, out, num_threads):
     np.multiply(x, 1 - x, out=out)
