@@ -77,14 +77,15 @@ def _call(name: str, x, out, backend, kwargs):
             raise TypeError(f"{', '.join(kwargs)}: numpy ufunc keywords need fastcalc's "
                             "Cython extension, which could not be loaded")
         return run_backend(name, x, out, backend)
+    token = None if backend is None else _dispatch.enter_backend(backend)
     try:
-        if backend is None:
-            return ufunc(x, out, **kwargs)
-        with _dispatch.use_backend(backend):
-            return ufunc(x, out, **kwargs)
+        return ufunc(x, out, **kwargs)
     except (TypeError, ValueError) as error:
         _explain(error, x, out)
         raise
+    finally:
+        if token is not None:
+            _dispatch._context_backend.reset(token)
 
 
 def _explain(error: TypeError | ValueError, x, out) -> None:
@@ -119,10 +120,12 @@ def _like_a_ufunc(function, name: str):
         ufunc = _ufuncs.get(name) or _ufunc(name)
         if ufunc is None:
             raise TypeError("at needs fastcalc's Cython extension, which could not be loaded")
-        if backend is None:
+        token = None if backend is None else _dispatch.enter_backend(backend)
+        try:
             return ufunc.at(a, indices)
-        with _dispatch.use_backend(backend):
-            return ufunc.at(a, indices)
+        finally:
+            if token is not None:
+                _dispatch._context_backend.reset(token)
 
     at.__qualname__ = f"{name}.at"
     function.at = at

@@ -402,7 +402,11 @@ cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
             return -1
         m = min(_SLICE, n - start)
         if not compiled:
-            _run_python(_KERNEL_NAMES[kernel], x[start:start + m], out[start:start + m], backend)
+            if m < n:
+                _run_python(_KERNEL_NAMES[kernel], x[start:start + m], out[start:start + m],
+                            backend)
+            else:
+                _run_python(_KERNEL_NAMES[kernel], x, out, backend)
             start += m
             continue
         num_threads = 1 if m < _PARALLEL_MIN_SIZE else _kernel_threads()
