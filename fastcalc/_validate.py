@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["MEMORY_BYTES", "Elementwise", "as_array", "check_out", "common_dtype", "compute_dtype",
            "elementwise", "elementwise_fast", "finish", "is_dask_array", "no_out_with_dask",
-           "on_dask", "same_buffer"]
+           "on_dask", "refuse_grad_tensor", "same_buffer"]
 
 def _memory_bytes() -> int:
     """This machine's memory: the most one array asked for can take."""

@@ -77,7 +77,9 @@ def _call(name: str, x, out, backend, kwargs):
             raise TypeError(f"{', '.join(kwargs)}: numpy ufunc keywords need fastcalc's "
                             "Cython extension, which could not be loaded")
         return run_backend(name, x, out, backend)
-    token = None if backend is None else _dispatch.enter_backend(backend)
+    # The backend already selected (backend="auto" by default) needs no new context.
+    selected = backend is None or backend == _dispatch.get_backend()
+    token = None if selected else _dispatch.enter_backend(backend)
     try:
         return ufunc(x, out, **kwargs)
     except (TypeError, ValueError) as error:
@@ -172,7 +174,7 @@ Each call runs the numpy ufunc of :mod:`fastcalc.ufuncs`, whose inner
     modified unless it is ``out``.  The loops raise no floating-point
     warnings: NaN and infinities give their IEEE results silently.  Large
     arrays run on :func:`fastcalc.get_num_threads` threads on the compiled
-    backends.  A loop checks for Ctrl-C every 2**22 elements, so a long
+    backends.  A loop checks for Ctrl-C every few tens of milliseconds, so a long
     call raises KeyboardInterrupt within a fraction of a second on every
     backend."""
 

@@ -280,9 +280,14 @@ ctypedef fused real:
 # Elements converted or gathered at a time through a buffer on the stack.
 cdef enum:
     _CHUNK = 512
-# Elements a loop computes between two checks for Ctrl-C (milliseconds on
-# every backend), and from which it releases the GIL while it computes.
-cdef Py_ssize_t _SLICE = 1 << 22
+# Elements a loop computes between two checks for Ctrl-C: at most tens of
+# milliseconds on the compiled kernels (2**25 float64 take 16 ms on two threads,
+# 70 ms through the conversion buffer) and on the numba and numpy backends'
+# (2**22: 60 ms on numpy).  Each slice of the compiled kernels starts their
+# threads anew, so theirs are larger.
+cdef Py_ssize_t _SLICE_COMPILED = 1 << 25
+cdef Py_ssize_t _SLICE_PYTHON = 1 << 22
+# From this many elements a loop releases the GIL while it computes.
 cdef Py_ssize_t _NOGIL_FROM = 1 << 12
 
 # What the loops read from fastcalc: the context variable of use_backend, the
@@ -392,6 +397,7 @@ cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
     if backend is None:
         backend = _dispatch_globals["_default_backend"]
     compiled = backend == "auto" or backend == "cython"
+    cdef Py_ssize_t slice_size = _SLICE_COMPILED if compiled else _SLICE_PYTHON
     if not compiled:
         x, out = _view(context, 0, data[0], n, x_step), _view(context, 1, data[1], n, out_step)
     start = 0
@@ -400,7 +406,7 @@ cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
         # numpy's buffered path (conversions) is many short ones.
         if PyErr_CheckSignals() < 0:
             return -1
-        m = min(_SLICE, n - start)
+        m = min(slice_size, n - start)
         if not compiled:
             if m < n:
                 _run_python(_KERNEL_NAMES[kernel], x[start:start + m], out[start:start + m],

@@ -72,6 +72,8 @@ def test_a_matrix_is_read_as_an_ndarray_as_scipy_reads_it(call):
     np.testing.assert_array_equal(got, expected)
 
 
+# torch's __array_wrap__ predates numpy 2's signature: numpy warns, and still wraps.
+@pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
 @pytest.mark.parametrize("call", sorted(CALLS))
 def test_a_torch_tensor_that_requires_grad_says_to_detach_it(call):
     torch = pytest.importorskip("torch")

@@ -93,6 +93,8 @@ def test_a_dask_array_stays_lazy(activation, backend):
         function(lazy, where=X > 0)
 
 
+# torch's __array_wrap__ predates numpy 2's signature: numpy warns, and still wraps.
+@pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
 def test_a_torch_tensor_comes_back_a_tensor(activation, backend):
     torch = pytest.importorskip("torch")
     function, truth = activation
