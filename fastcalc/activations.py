@@ -151,8 +151,10 @@ x : array_like
         Where to write the result, as in numpy's ufuncs: any shape ``x``
         broadcasts to, a dtype the result casts to under ``casting``.  It
         may be ``x`` itself (in place) or overlap it.  If the call is
-        interrupted (see Notes), ``out`` is partially written.
-    **kwargs
+        interrupted (see Notes), ``out`` is partially written."""
+
+_KEYWORDS = """\
+**kwargs
         numpy's ufunc keywords: ``where``, ``casting``, ``order``, ``dtype``,
         ``subok`` (not with a dask ``x``)."""
 
@@ -188,6 +190,7 @@ def sigmoid(x, out=None, *, backend=None, **kwargs):
     {parameters}
     backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend` for this call.
+    {keywords}
 
     Returns
     -------
@@ -244,6 +247,7 @@ def sigmoid_derivative(x, out=None, *, from_output=False, backend=None, **kwargs
         (the ufunc :data:`fastcalc.ufuncs.sigmoid_derivative_from_output`).
     backend : {{"auto", "numpy", "numba", "cython"}}, optional
         Overrides :func:`fastcalc.get_backend` for this call.
+    {keywords}
 
     Returns
     -------
@@ -286,6 +290,6 @@ def sigmoid_derivative(x, out=None, *, from_output=False, backend=None, **kwargs
 
 for _function in (sigmoid, sigmoid_derivative):
     _function.__doc__ = _function.__doc__.format(
-        parameters=_PARAMETERS, errors=_ERRORS, notes=_NOTES)
+        parameters=_PARAMETERS, keywords=_KEYWORDS, errors=_ERRORS, notes=_NOTES)
     _like_a_ufunc(_function, _function.__name__)
 del _function
