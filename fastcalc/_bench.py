@@ -33,6 +33,10 @@ __all__ = ["NOISY_IQR", "RNN_SIZES", "WIDTH", "Case", "Reduced", "Result", "acti
 REFERENCE = "fastcalc numpy"  # the implementation speed-ups are measured against
 AUTO = "fastcalc auto"  # what a plain call runs: the summary compares it with the fastest peer
 COPY = "memory copy"  # the same bytes copied on the same threads: an elementwise kernel's limit
+# numpy's exp of the same array, written and allocating: what one exponential costs, the
+# floor of a small sigmoid call.  Like the copy, a yardstick, not a peer.
+EXP, EXP_ALLOCATING = "numpy exp(x)", "numpy exp(x), allocating"
+YARDSTICKS = (COPY, EXP, EXP_ALLOCATING)
 # A result whose interquartile range is more than this share of its median is flagged as
 # noisy: on an idle machine repetitions agree within a few percent, so a wider spread means
 # the machine was busy during some of them (pytest-benchmark reports the same IQR).
@@ -232,9 +236,8 @@ def _activation_group(kernel: str, x: np.ndarray) -> list[Case]:
     }
     implementations["fastcalc auto, allocating"] = (lambda: public(x), "allocates")
     implementations[COPY] = (lambda: _threaded_copy(out, x), "")
-    # One exponential of the same array: the floor issue 18 sets the small calls.
-    implementations["numpy exp(x)"] = (lambda: np.exp(x, out=out), "")
-    implementations["numpy exp(x), allocating"] = (lambda: np.exp(x), "allocates")
+    implementations[EXP] = (lambda: np.exp(x, out=out), "")
+    implementations[EXP_ALLOCATING] = (lambda: np.exp(x), "allocates")
     if kernel == "sigmoid":
         implementations["numpy 1/(1+exp(-x))"] = (lambda: 1 / (1 + np.exp(-x)), "allocates")
         if expit is not None:
@@ -875,8 +878,9 @@ def _format_spread(result: Result) -> str:
 
 
 def _is_peer(result: Result) -> bool:
-    """Whether ``result`` is another library's implementation (not fastcalc's, not the copy)."""
-    return not result.implementation.startswith("fastcalc ") and result.implementation != COPY
+    """Whether ``result`` is another library's implementation (not fastcalc's, not a yardstick)."""
+    return (not result.implementation.startswith("fastcalc ")
+            and result.implementation not in YARDSTICKS)
 
 
 def _fastest_peer(group: Sequence[Result]) -> Result | None:
@@ -1296,7 +1300,7 @@ def plot_speedups(results: Sequence[Result], path=None, *, title: str | None = N
     cases = []  # (label, [(implementation, speed-up), ...]) of the cases drawn
     for (kernel, dtype, size), group in _groups(results).items():
         bars = [(r.implementation, r.speedup_vs_reference) for r in group
-                if r.implementation not in (REFERENCE, COPY)
+                if r.implementation not in (REFERENCE, *YARDSTICKS)
                 and r.speedup_vs_reference is not None
                 and np.isfinite(r.speedup_vs_reference) and r.speedup_vs_reference > 0]
         if bars and any(r.implementation == REFERENCE for r in group):
