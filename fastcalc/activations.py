@@ -29,15 +29,20 @@ _AUTO_ORDER = ("cython", "numba", "numpy")
 _THREADED_FROM = 1 << 15
 
 
-def run_backend(name: str, x, out, backend):
+def run_backend(name: str, x, out, backend, kernel_ready: bool = False):
     """The kernel ``name`` of ``backend`` on ``x`` into ``out`` (None: a new array).
 
     What the ufunc loops call for the numba and numpy backends (on 1-D views
     of each block numpy hands them), what :mod:`fastcalc.dask` runs per
     block, and what the activations run where the Cython extension, hence
-    the ufuncs, could not be loaded.
+    the ufuncs, could not be loaded.  ``kernel_ready``: the loops know that
+    ``x`` and ``out`` already are what a kernel takes (1-D, contiguous, one
+    float dtype, ``out`` either ``x`` or apart from it), so no check is made.
     """
     kernel = _dispatch.kernel("activations", name, backend, _AUTO_ORDER)
+    if kernel_ready:
+        kernel(x, out, 1 if x.size < _THREADED_FROM else _dispatch.kernel_threads())
+        return out
     operands = _validate.elementwise(x, out)
     threads = 1 if operands[0].size < _THREADED_FROM else _dispatch.kernel_threads()
     kernel(operands[0], operands[1], threads)

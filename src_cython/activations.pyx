@@ -398,8 +398,16 @@ cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
         backend = _dispatch_globals["_default_backend"]
     compiled = backend == "auto" or backend == "cython"
     cdef Py_ssize_t slice_size = _SLICE_COMPILED if compiled else _SLICE_PYTHON
+    cdef Py_ssize_t size = (<cnp.dtype>context.descriptors[0]).itemsize
+    cdef bint kernel_ready = False
     if not compiled:
         x, out = _view(context, 0, data[0], n, x_step), _view(context, 1, data[1], n, out_step)
+        # What the Python kernels take as they are: contiguous float32 or
+        # float64, out either x or apart from it.
+        kernel_ready = ((type_num == cnp.NPY_FLOAT or type_num == cnp.NPY_DOUBLE)
+                        and x_step == size and out_step == size
+                        and (data[0] == data[1] or data[0] + n * size <= data[1]
+                             or data[1] + n * size <= data[0]))
     start = 0
     while start < n:
         # Ctrl-C between two slices, and before each call: a long call of
@@ -410,9 +418,9 @@ cdef int _loop(Kernel kernel, PyArrayMethod_Context *context, char **data,
         if not compiled:
             if m < n:
                 _run_python(_KERNEL_NAMES[kernel], x[start:start + m], out[start:start + m],
-                            backend)
+                            backend, kernel_ready)
             else:
-                _run_python(_KERNEL_NAMES[kernel], x, out, backend)
+                _run_python(_KERNEL_NAMES[kernel], x, out, backend, kernel_ready)
             start += m
             continue
         num_threads = 1 if m < _PARALLEL_MIN_SIZE else _kernel_threads()
@@ -489,8 +497,10 @@ def make_ufunc(str kernel, str doc, tuple loop_types, backend_variable, dict dis
     kernel_threads : callable
         The thread count to hand a kernel, called for large calls only.
     run_python : callable
-        ``run_python(kernel, x, out, backend)`` runs the kernel of the numba or
-        numpy backend on 1-D arrays (any strides and input dtype).
+        ``run_python(kernel, x, out, backend, kernel_ready)`` runs the kernel
+        of the numba or numpy backend on 1-D arrays (any strides and input
+        dtype; ``kernel_ready`` when they are contiguous float32 or float64
+        and ``out`` is ``x`` or apart from it).
     """
     global _backend_variable, _dispatch_globals, _kernel_threads, _run_python
     _backend_variable, _dispatch_globals = backend_variable, dispatch_globals
