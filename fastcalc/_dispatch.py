@@ -34,6 +34,7 @@ __all__ = [
     "get_num_threads",
     "kernel",
     "kernel_threads",
+    "leave_backend",
     "openmp_waits",
     "set_backend",
     "set_num_threads",
@@ -124,15 +125,20 @@ def use_backend(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _context_backend.reset(token)
+        leave_backend(token)
 
 
 def enter_backend(name: str) -> contextvars.Token:
     """Select ``name`` for the calling thread or task, as :func:`use_backend` does on
-    entry; undo with ``_context_backend.reset(token)``.  A ``with`` block costs about a
+    entry; :func:`leave_backend` undoes it.  A ``with`` block costs about a
     microsecond more, which a kernel's ``backend=`` keyword does not pay."""
     _require_available(_check_name(name))
     return _context_backend.set(name)
+
+
+def leave_backend(token: contextvars.Token) -> None:
+    """Undo the :func:`enter_backend` that returned ``token``."""
+    _context_backend.reset(token)
 
 
 def _import_backend(backend: str, family: str):

@@ -92,7 +92,7 @@ def _call(name: str, x, out, backend, kwargs):
         raise
     finally:
         if token is not None:
-            _dispatch._context_backend.reset(token)
+            _dispatch.leave_backend(token)
 
 
 def _explain(error: TypeError | ValueError, x, out) -> None:
@@ -132,7 +132,7 @@ def _like_a_ufunc(function, name: str):
             return ufunc.at(a, indices)
         finally:
             if token is not None:
-                _dispatch._context_backend.reset(token)
+                _dispatch.leave_backend(token)
 
     at.__qualname__ = f"{name}.at"
     function.at = at
