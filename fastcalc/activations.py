@@ -82,9 +82,7 @@ def _call(name: str, x, out, backend, kwargs):
             raise TypeError(f"{', '.join(kwargs)}: numpy ufunc keywords need fastcalc's "
                             "Cython extension, which could not be loaded")
         return run_backend(name, x, out, backend)
-    # The backend already selected (backend="auto" by default) needs no new context.
-    selected = backend is None or backend == _dispatch.get_backend()
-    token = None if selected else _dispatch.enter_backend(backend)
+    token = _enter(backend)
     try:
         return ufunc(x, out, **kwargs)
     except (TypeError, ValueError) as error:
@@ -93,6 +91,15 @@ def _call(name: str, x, out, backend, kwargs):
     finally:
         if token is not None:
             _dispatch.leave_backend(token)
+
+
+def _enter(backend: str | None):
+    """Select ``backend=`` for the ufunc call (:func:`fastcalc._dispatch.enter_backend`);
+    None where nothing needs selecting: no ``backend=``, or the backend already selected
+    (``"auto"`` by default)."""
+    if backend is None or backend == _dispatch.get_backend():
+        return None
+    return _dispatch.enter_backend(backend)
 
 
 def _explain(error: TypeError | ValueError, x, out) -> None:
@@ -127,7 +134,7 @@ def _like_a_ufunc(function, name: str):
         ufunc = _ufuncs.get(name) or _ufunc(name)
         if ufunc is None:
             raise TypeError("at needs fastcalc's Cython extension, which could not be loaded")
-        token = None if backend is None else _dispatch.enter_backend(backend)
+        token = _enter(backend)
         try:
             return ufunc.at(a, indices)
         finally:
